@@ -1,0 +1,3 @@
+//! Loom models of the pool core (see docs/ARCHITECTURE.md). Compiled only
+//! under `RUSTFLAGS="--cfg loom"`.
+#![cfg(loom)]

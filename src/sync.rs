@@ -1,0 +1,77 @@
+//! The one place that chooses the synchronisation primitives.
+//!
+//! Under `cfg(loom)` the pool core runs on loom's `Arc`, `Mutex` and atomics so
+//! the model checker sees (and permutes) every access; otherwise it runs on the
+//! standard library. Nothing else in `src/` mentions `cfg(loom)`: this is
+//! tokio's `src/loom/` habit.
+//!
+//! Loom 0.7 has no `Weak`, so back-references that must not keep the pool alive
+//! (guards, the maintenance task) use `std::sync::Weak` to state whose *inside*
+//! is made of the primitives below; the last-handle path that loom must see is
+//! the `Arc` re-exported here.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
+#[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
+
+pub(crate) mod atomic {
+    #[cfg(loom)]
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    #[cfg(not(loom))]
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+}
+
+/// A mutex whose `lock` cannot fail.
+///
+/// Poisoning is ignored on purpose: every critical section in the pool leaves
+/// the state consistent before it can panic (it only moves values between
+/// collections), so a panic elsewhere must not take the pool down with it.
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T> {
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<T>,
+    #[cfg(not(loom))]
+    inner: std::sync::Mutex<T>,
+}
+
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = std::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            #[cfg(loom)]
+            inner: loom::sync::Mutex::new(value),
+            #[cfg(not(loom))]
+            inner: std::sync::Mutex::new(value),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Runs `fut` with a deadline. Under loom there is no timer: models never set
+/// timeouts, and the future simply runs to completion.
+pub(crate) async fn timeout<F: std::future::Future>(
+    duration: Option<std::time::Duration>,
+    fut: F,
+) -> Result<F::Output, Elapsed> {
+    match duration {
+        #[cfg(not(loom))]
+        Some(d) => tokio::time::timeout(d, fut).await.map_err(|_| Elapsed),
+        #[cfg(loom)]
+        Some(_) => Ok(fut.await),
+        None => Ok(fut.await),
+    }
+}
+
+/// A deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Elapsed;
