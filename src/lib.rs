@@ -4,4 +4,7 @@
 //! Layering (arrows point down only): `proxy → upstream → pool`,
 //! `upstream → framing → jsonrpc`. See `docs/ARCHITECTURE.md`.
 
+pub mod pool;
 pub(crate) mod sync;
+
+pub use pool::{Manager, Pool, PoolConfig, PoolError, Pooled};

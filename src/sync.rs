@@ -1,25 +1,30 @@
 //! The one place that chooses the synchronisation primitives.
 //!
-//! Under `cfg(loom)` the pool core runs on loom's `Arc`, `Mutex` and atomics so
-//! the model checker sees (and permutes) every access; otherwise it runs on the
-//! standard library. Nothing else in `src/` mentions `cfg(loom)`: this is
-//! tokio's `src/loom/` habit.
+//! Under `cfg(stdiopool_loom)` the pool core runs on loom's `Arc`, `Mutex` and
+//! atomics so the model checker sees (and permutes) every access; otherwise it
+//! runs on the standard library. Nothing else in `src/` mentions the cfg: this
+//! is tokio's `src/loom/` habit.
+//!
+//! The cfg is crate-specific (`stdiopool_loom`, not `loom`) for the reason
+//! crossbeam uses `crossbeam_loom`: `RUSTFLAGS` reaches every crate in the
+//! graph, and tokio compiled with `--cfg loom` drops `tokio::net`, which axum
+//! needs. See docs/ARCHITECTURE.md, "Model checking".
 //!
 //! Loom 0.7 has no `Weak`, so back-references that must not keep the pool alive
 //! (guards, the maintenance task) use `std::sync::Weak` to state whose *inside*
 //! is made of the primitives below; the last-handle path that loom must see is
 //! the `Arc` re-exported here.
 
-#[cfg(loom)]
+#[cfg(stdiopool_loom)]
 pub(crate) use loom::sync::Arc;
-#[cfg(not(loom))]
+#[cfg(not(stdiopool_loom))]
 pub(crate) use std::sync::Arc;
 
 pub(crate) mod atomic {
-    #[cfg(loom)]
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    #[cfg(not(loom))]
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    #[cfg(stdiopool_loom)]
+    pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+    #[cfg(not(stdiopool_loom))]
+    pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 }
 
 /// A mutex whose `lock` cannot fail.
@@ -29,23 +34,23 @@ pub(crate) mod atomic {
 /// collections), so a panic elsewhere must not take the pool down with it.
 #[derive(Debug, Default)]
 pub(crate) struct Mutex<T> {
-    #[cfg(loom)]
+    #[cfg(stdiopool_loom)]
     inner: loom::sync::Mutex<T>,
-    #[cfg(not(loom))]
+    #[cfg(not(stdiopool_loom))]
     inner: std::sync::Mutex<T>,
 }
 
-#[cfg(loom)]
+#[cfg(stdiopool_loom)]
 pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
-#[cfg(not(loom))]
+#[cfg(not(stdiopool_loom))]
 pub(crate) type MutexGuard<'a, T> = std::sync::MutexGuard<'a, T>;
 
 impl<T> Mutex<T> {
     pub(crate) fn new(value: T) -> Self {
         Self {
-            #[cfg(loom)]
+            #[cfg(stdiopool_loom)]
             inner: loom::sync::Mutex::new(value),
-            #[cfg(not(loom))]
+            #[cfg(not(stdiopool_loom))]
             inner: std::sync::Mutex::new(value),
         }
     }
@@ -64,9 +69,9 @@ pub(crate) async fn timeout<F: std::future::Future>(
     fut: F,
 ) -> Result<F::Output, Elapsed> {
     match duration {
-        #[cfg(not(loom))]
+        #[cfg(not(stdiopool_loom))]
         Some(d) => tokio::time::timeout(d, fut).await.map_err(|_| Elapsed),
-        #[cfg(loom)]
+        #[cfg(stdiopool_loom)]
         Some(_) => Ok(fut.await),
         None => Ok(fut.await),
     }
@@ -75,3 +80,8 @@ pub(crate) async fn timeout<F: std::future::Future>(
 /// A deadline passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Elapsed;
+
+/// The pool's clock: tokio's `Instant`, which is the standard one unless a
+/// test pauses tokio's time (then lifetimes and back-off follow the paused
+/// clock). It needs no runtime.
+pub use tokio::time::Instant;
