@@ -281,7 +281,10 @@ fn no_lost_slot_handoff_passes_on_to_the_next_waiter() {
     model(|| {
         let (pool, tally) = pool(1);
         let held = get(&pool);
-        let mut cancelled = Box::pin(pool.get());
+        let mut cancelled = {
+            let pool = pool.clone();
+            Box::pin(async move { pool.get().await.map(drop) })
+        };
         assert!(poll_once(cancelled.as_mut()).is_pending());
         let live = {
             let pool = pool.clone();
