@@ -64,10 +64,19 @@ impl<T> Mutex<T> {
 
 /// Runs `fut` with a deadline. Under loom there is no timer: models never set
 /// timeouts, and the future simply runs to completion.
+///
+/// The future is polled once before any timer exists: a warm pool's recycle
+/// is usually ready at once, and registering a timer would cost more than
+/// the whole checkout (see docs/PERFORMANCE.md).
 pub(crate) async fn timeout<F: std::future::Future>(
     duration: Option<std::time::Duration>,
     fut: F,
 ) -> Result<F::Output, Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(out) = first {
+        return Ok(out);
+    }
     match duration {
         #[cfg(not(stdiopool_loom))]
         Some(d) => tokio::time::timeout(d, fut).await.map_err(|_| Elapsed),

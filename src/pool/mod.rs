@@ -177,10 +177,12 @@ async fn get<M: Manager>(
     shared: &std::sync::Arc<Shared<M>>,
     may_wait: bool,
 ) -> Result<Pooled<M>, PoolError<M::Error>> {
-    let start = Instant::now();
+    // Read the clock only if this get has to wait.
+    let mut start: Option<Instant> = None;
     loop {
         let acquired = match shared.reserve(may_wait)? {
             Reserve::Queued(id) => {
+                let start = *start.get_or_insert_with(Instant::now);
                 let wait = Wait {
                     shared,
                     id,
