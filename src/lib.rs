@@ -4,4 +4,6 @@
 //! Layering (arrows point down only): `proxy → upstream → pool`,
 //! `upstream → framing → jsonrpc`. See `docs/ARCHITECTURE.md`.
 
+pub mod accounting;
 pub(crate) mod sync;
+pub mod upstream;
