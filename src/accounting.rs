@@ -122,6 +122,9 @@ pub struct LifecycleSnapshot {
     pub exited_unknown: u64,
     /// Processes replaced after a crash or a failed health check.
     pub restarts: u64,
+    /// Other members of a stopped process's group (orphaned grandchildren
+    /// adopted by the subreaper) reaped after their leader.
+    pub group_members_reaped: u64,
     /// Processes spawned and not yet reaped.
     pub live: u64,
 }
@@ -140,6 +143,7 @@ pub struct Accounting {
     killed_by_stop: AtomicU64,
     exited_unknown: AtomicU64,
     restarts: AtomicU64,
+    group_members_reaped: AtomicU64,
     live: Mutex<BTreeMap<u32, LiveChild>>,
 }
 
@@ -192,6 +196,12 @@ impl Accounting {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records group members reaped after their leader.
+    pub fn record_group_reaped(&self, count: usize) {
+        self.group_members_reaped
+            .fetch_add(count as u64, Ordering::Relaxed);
+    }
+
     /// Pids spawned and not yet reaped, in ascending order.
     pub fn live_pids(&self) -> Vec<u32> {
         self.live().keys().copied().collect()
@@ -216,6 +226,7 @@ impl Accounting {
             killed_by_stop: get(&self.killed_by_stop),
             exited_unknown: get(&self.exited_unknown),
             restarts: get(&self.restarts),
+            group_members_reaped: get(&self.group_members_reaped),
             live,
         }
     }
@@ -250,11 +261,7 @@ pub struct FdLimit {
 }
 
 fn from_rlim(v: nix::libc::rlim_t) -> u64 {
-    if v == RLIM_INFINITY {
-        u64::MAX
-    } else {
-        u64::from(v)
-    }
+    if v == RLIM_INFINITY { u64::MAX } else { v }
 }
 
 /// Reads `RLIMIT_NOFILE`.

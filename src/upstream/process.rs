@@ -734,6 +734,7 @@ async fn stop_sequence(
         (_, ExitCause::Signal(_)) => ExitClass::Signal,
         (_, ExitCause::Unknown) => ExitClass::Unknown,
     };
+    s.accounting.record_group_reaped(group_reaped);
     s.accounting.record_exit(s.pid, class);
     tracing::info!(
         server = %s.name,
@@ -815,7 +816,7 @@ fn blocking_kill_and_reap(mut s: Stopping, mut ticket: StopTicket) {
     if let Some(task) = s.stderr_task.take() {
         task.abort();
     }
-    let leader_done = matches!(s.exited, Some(_)) || matches!(s.child.try_wait(), Ok(Some(_)));
+    let leader_done = s.exited.is_some() || matches!(s.child.try_wait(), Ok(Some(_)));
     if !leader_done {
         signal_group(s.pgid, Signal::SIGKILL, &s.name, s.pid);
     }
@@ -835,7 +836,7 @@ fn blocking_kill_and_reap(mut s: Stopping, mut ticket: StopTicket) {
         // The leader is gone (or given up on): kill and reap what is left.
         signal_group(Some(pgid), Signal::SIGKILL, &s.name, s.pid);
         while Instant::now() < deadline {
-            reap_group_nohang(pgid);
+            s.accounting.record_group_reaped(reap_group_nohang(pgid));
             if group_is_empty(pgid) {
                 ticket.disarm();
                 break;
