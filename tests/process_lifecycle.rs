@@ -282,3 +282,27 @@ async fn concurrent_requests_do_not_wait_for_a_slow_one() {
     let out = stop(child).await;
     assert_eq!(out.stage, StopStage::StdinClosed);
 }
+
+#[test]
+fn handle_dropped_outside_a_runtime_is_killed_and_reaped() {
+    let acc = accounting();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let spec = fixture_spec(&["--ignore-stdin-eof", "--ignore-sigterm"], 10_000, 10_000);
+    let (child, pid) = rt.block_on(async {
+        let mut child = ChildProcess::spawn(&spec, &acc).unwrap();
+        let pid = child.pid();
+        let mut rpc = Rpc::attach(&mut child);
+        assert_eq!(rpc.call("ping", json!({})).await["result"], json!({}));
+        (child, pid)
+    });
+    drop(rt);
+    // No runtime now: the drop must fall back to a thread that kills and reaps.
+    drop(child);
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !acc.live_pids().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(acc.live_pids().is_empty(), "never reaped");
+    assert_eq!(proc_stat(pid), None, "process {pid} left behind");
+    assert_eq!(acc.snapshot().killed_by_stop, 1, "{:?}", acc.snapshot());
+}

@@ -208,7 +208,9 @@ impl Server {
 
     fn log(&self, msg: &str) {
         let who = self.name.as_deref().unwrap_or("stdiopool-fixture");
-        eprintln!("{who}: {msg}");
+        // Not `eprintln!`: it panics when stderr is closed, and a client that
+        // stopped reading stderr must not change how the server behaves.
+        let _ = writeln!(std::io::stderr(), "{who}: {msg}");
     }
 
     fn reply(&self, id: &Value, result: Value) {

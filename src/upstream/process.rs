@@ -816,45 +816,46 @@ fn blocking_kill_and_reap(mut s: Stopping, mut ticket: StopTicket) {
     if let Some(task) = s.stderr_task.take() {
         task.abort();
     }
-    let leader_done = s.exited.is_some() || matches!(s.child.try_wait(), Ok(Some(_)));
-    if !leader_done {
+    let exited_before = s.exited.is_some() || matches!(s.child.try_wait(), Ok(Some(_)));
+    if !exited_before {
         signal_group(s.pgid, Signal::SIGKILL, &s.name, s.pid);
     }
     let deadline = Instant::now() + KILL_WAIT;
     let mut cause = s.exited.unwrap_or(ExitCause::Unknown);
+    let mut leader_reaped = false;
     loop {
         match s.child.try_wait() {
             Ok(Some(status)) => {
                 cause = ExitCause::from_status(status);
+                leader_reaped = true;
                 break;
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(GROUP_POLL),
             _ => break,
         }
     }
-    if let Some(pgid) = s.pgid {
-        // The leader is gone (or given up on): kill and reap what is left.
-        signal_group(Some(pgid), Signal::SIGKILL, &s.name, s.pid);
+    // As in the async sequence: the group is reaped only once the leader's
+    // status has gone to tokio, and signalled only while it still exists.
+    if let (Some(pgid), true) = (s.pgid, leader_reaped) {
         while Instant::now() < deadline {
             s.accounting.record_group_reaped(reap_group_nohang(pgid));
             if group_is_empty(pgid) {
                 ticket.disarm();
                 break;
             }
+            signal_group(Some(pgid), Signal::SIGKILL, &s.name, s.pid);
             std::thread::sleep(GROUP_POLL);
         }
     }
-    let class = if leader_done {
-        match cause {
-            ExitCause::Code(0) => ExitClass::Clean,
-            ExitCause::Code(_) => ExitClass::Nonzero,
-            ExitCause::Signal(_) => ExitClass::Signal,
-            ExitCause::Unknown => ExitClass::Unknown,
-        }
-    } else {
-        ExitClass::KilledByStop
+    let class = match (exited_before, cause) {
+        (false, _) => ExitClass::KilledByStop,
+        (true, ExitCause::Code(0)) => ExitClass::Clean,
+        (true, ExitCause::Code(_)) => ExitClass::Nonzero,
+        (true, ExitCause::Signal(_)) => ExitClass::Signal,
+        (true, ExitCause::Unknown) => ExitClass::Unknown,
     };
     s.accounting.record_exit(s.pid, class);
+    tracing::info!(server = %s.name, pid = s.pid, cause = %cause, "stopped upstream process dropped outside a runtime");
     drop(ticket);
 }
 
