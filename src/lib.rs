@@ -4,7 +4,9 @@
 //! Layering (arrows point down only): `proxy → upstream → pool`,
 //! `upstream → framing → jsonrpc`. See `docs/ARCHITECTURE.md`.
 
+pub mod accounting;
 pub mod pool;
 pub(crate) mod sync;
+pub mod upstream;
 
 pub use pool::{Manager, Pool, PoolConfig, PoolError, Pooled};
