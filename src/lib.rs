@@ -4,4 +4,6 @@
 //! Layering (arrows point down only): `proxy → upstream → pool`,
 //! `upstream → framing → jsonrpc`. See `docs/ARCHITECTURE.md`.
 
+pub mod framing;
+pub mod jsonrpc;
 pub(crate) mod sync;
