@@ -5,6 +5,8 @@
 //! `upstream → framing → jsonrpc`. See `docs/ARCHITECTURE.md`.
 
 pub mod accounting;
+pub mod framing;
+pub mod jsonrpc;
 pub mod pool;
 pub(crate) mod sync;
 pub mod upstream;

@@ -1,0 +1,116 @@
+//! Decode throughput of the stdio framing: the framing alone
+//! (`RawLineCodec`: newline search, limit, split) and framing plus JSON
+//! parsing (`JsonRpcCodec`), on small MCP requests and on 1 MiB tool results.
+//! Figures and the command are in docs/PERFORMANCE-framing.md.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use stdiopool::framing::{DEFAULT_MAX_FRAME_BYTES, JsonRpcCodec, RawLineCodec};
+use tokio_util::codec::Decoder;
+
+const MIB: usize = 1024 * 1024;
+
+/// 4 096 small `tools/call` requests (~200 bytes each), as clients send them.
+fn small_requests() -> Vec<u8> {
+    let mut out = Vec::new();
+    for id in 0..4096 {
+        out.extend_from_slice(
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"get-sum\",\"arguments\":{{\"a\":{id},\"b\":3}},\"_meta\":{{\"progressToken\":\"tok-{id}\"}}}}}}\n"
+            )
+            .as_bytes(),
+        );
+    }
+    out
+}
+
+/// 8 tool results of ~1 MiB each: a base64 image, the usual large payload.
+fn large_results() -> Vec<u8> {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    for id in 0..8 {
+        let data: String = (0..MIB).map(|i| B64[(i * 7 + id) % 64] as char).collect();
+        out.extend_from_slice(
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"image\",\"data\":\"{data}\",\"mimeType\":\"image/png\"}}]}}}}\n"
+            )
+            .as_bytes(),
+        );
+    }
+    out
+}
+
+/// Decodes every frame of `input`, handed over in reads of `read` bytes.
+fn decode_all<D: Decoder>(mut codec: D, input: &[u8], read: usize) -> usize
+where
+    D::Error: std::fmt::Debug,
+{
+    let mut buf = BytesMut::with_capacity(read.min(input.len()) + 1);
+    let mut frames = 0;
+    for chunk in input.chunks(read) {
+        buf.extend_from_slice(chunk);
+        while let Some(frame) = codec.decode(&mut buf).expect("no fatal error") {
+            black_box(frame);
+            frames += 1;
+        }
+    }
+    frames
+}
+
+fn bench_input(c: &mut Criterion, name: &str, input: &[u8], frames: usize) {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Bytes(input.len() as u64));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(4));
+    // One read holding everything: the decoder's own cost, nothing else.
+    group.bench_function("framing_only/one_read", |b| {
+        b.iter_batched(
+            || BytesMut::from(input),
+            |mut buf| {
+                let mut codec = RawLineCodec::new(DEFAULT_MAX_FRAME_BYTES);
+                let mut n = 0;
+                while let Some(frame) = codec.decode(&mut buf).expect("no fatal error") {
+                    black_box(frame.expect("valid frame"));
+                    n += 1;
+                }
+                assert_eq!(n, frames);
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("framing_and_parse/one_read", |b| {
+        b.iter_batched(
+            || BytesMut::from(input),
+            |mut buf| {
+                let mut codec = JsonRpcCodec::new(DEFAULT_MAX_FRAME_BYTES);
+                let mut n = 0;
+                while let Some(frame) = codec.decode(&mut buf).expect("no fatal error") {
+                    black_box(frame.expect("valid frame"));
+                    n += 1;
+                }
+                assert_eq!(n, frames);
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // 64 KiB reads, as from a pipe: includes copying into the buffer and the
+    // incremental newline search across reads.
+    group.bench_function("framing_only/64k_reads", |b| {
+        b.iter(|| assert_eq!(decode_all(RawLineCodec::new(DEFAULT_MAX_FRAME_BYTES), input, 64 * 1024), frames))
+    });
+    group.bench_function("framing_and_parse/64k_reads", |b| {
+        b.iter(|| assert_eq!(decode_all(JsonRpcCodec::new(DEFAULT_MAX_FRAME_BYTES), input, 64 * 1024), frames))
+    });
+    group.finish();
+}
+
+fn framing(c: &mut Criterion) {
+    bench_input(c, "small_requests", &small_requests(), 4096);
+    bench_input(c, "large_1mib_results", &large_results(), 8);
+}
+
+criterion_group!(benches, framing);
+criterion_main!(benches);
