@@ -5,3 +5,7 @@
 //! `upstream → framing → jsonrpc`. See `docs/ARCHITECTURE.md`.
 
 pub(crate) mod sync;
+
+pub mod config;
+pub mod metrics;
+pub mod proxy;
