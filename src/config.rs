@@ -444,7 +444,7 @@ pub struct Cli {
     #[arg(long, env = "STDIOPOOL_MAX_FRAME", value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
     pub max_frame: u64,
 
-    /// Set a variable in the server's environment (repeatable; the variable holds one entry). [default: none]
+    /// Set a variable in the server's environment (repeatable; STDIOPOOL_ENV holds a single KEY=VALUE). [default: none]
     #[arg(long = "env", env = "STDIOPOOL_ENV", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
 
@@ -504,7 +504,7 @@ pub struct Cli {
     #[arg(long, env = "STDIOPOOL_NAME", value_name = "NAME")]
     pub name: Option<String>,
 
-    /// Run in front of the bundled fixture server instead of a command.
+    /// Run in front of the bundled fixture server instead of a command. [default: off]
     #[arg(long, env = "STDIOPOOL_DEMO")]
     pub demo: bool,
 

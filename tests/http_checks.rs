@@ -13,14 +13,17 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use futures_util::stream;
 use serde_json::Value;
 use stdiopool::config::Config;
+use stdiopool::metrics::Metrics;
 use stdiopool::proxy::request::{ALLOW_WITH_GET, ALLOW_WITHOUT_GET, with_method_fallback};
 use stdiopool::proxy::session_id::SESSION_ID_HEADER;
 use stdiopool::proxy::sse::{accepted, json_reply, sse_stream, with_session_id};
-use stdiopool::proxy::{McpDelete, McpGet, McpPost, SessionId, TransportChecks};
+use stdiopool::proxy::{
+    McpDelete, McpGet, McpPost, OpsState, SessionId, TransportChecks, ops_router,
+};
 use tower::ServiceExt;
 
 const TOKEN: &str = "test-token-123";
@@ -112,9 +115,11 @@ fn app(extra_args: &[&str], with_get: bool) -> (Router, Hits) {
         with_method_fallback(post(on_post).delete(on_delete), ALLOW_WITHOUT_GET)
     };
     let mcp = checks.apply(Router::new().route(&config.path, methods));
-    let app = mcp
-        .merge(Router::new().route("/healthz", get(|| async { "ok" })))
-        .with_state(hits.clone());
+    let ops = ops_router(OpsState {
+        metrics: Arc::new(Metrics::new()),
+        readiness: Arc::new(|| Ok(())),
+    });
+    let app = mcp.with_state(hits.clone()).merge(ops);
     (app, hits)
 }
 

@@ -167,6 +167,16 @@ impl ProxyError {
         }
     }
 
+    /// The `outcome` metric label of a request refused with this error.
+    pub fn outcome(&self) -> crate::metrics::Outcome {
+        match self {
+            ProxyError::PoolExhausted { .. } | ProxyError::ShuttingDown => {
+                crate::metrics::Outcome::Unavailable
+            }
+            _ => crate::metrics::Outcome::Rejected,
+        }
+    }
+
     /// The JSON-RPC error body, `{"jsonrpc":"2.0","id":null,"error":{…}}`.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({

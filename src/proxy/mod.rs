@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod message;
 pub mod negotiate;
+pub mod ops;
 pub mod origin;
 pub mod protocol_version;
 pub mod request;
@@ -20,6 +21,7 @@ pub use auth::BearerToken;
 pub use error::{AuthFailure, ProxyError};
 pub use message::{IncomingMessage, MessageKind, RequestId};
 pub use negotiate::ReplyFormat;
+pub use ops::{OpsState, ReadinessProbe, ops_router};
 pub use origin::OriginGuard;
 pub use protocol_version::ProtocolVersion;
 pub use request::{
