@@ -86,7 +86,8 @@ pub struct PoolSettings {
     pub max_size: usize,
     /// Idle processes kept warm. ≤ `max_size`.
     pub min_idle: usize,
-    /// Requests (pooled) or sessions (session mode) one process serves. `None`: unlimited.
+    /// Requests one process serves before it is replaced (pooled mode; in
+    /// session mode a process serves one session). `None`: unlimited.
     pub max_uses: Option<u64>,
     /// A process older than this is replaced. `None`: never.
     pub max_lifetime: Option<Duration>,
@@ -396,7 +397,7 @@ pub struct Cli {
     )]
     pub min_idle: usize,
 
-    /// Requests (pooled) or sessions (session mode) one process serves before it is replaced.
+    /// Requests one process serves before it is replaced (pooled mode; a session-mode process serves one session).
     #[arg(long, env = "STDIOPOOL_MAX_USES", value_name = "N|unlimited", value_parser = parse_optional_count, default_value = "unlimited")]
     pub max_uses: OptionalCount,
 
@@ -613,11 +614,22 @@ impl FileConfig {
         Self::parse(&text, path)
     }
 
+    /// Parses `text`; relative `cwd` and `auth_token_file` are taken relative
+    /// to the directory of `path`, so a file works wherever it is run from.
     fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::ParseFile {
+        let mut file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::ParseFile {
             path: path.to_owned(),
             message: e.to_string(),
-        })
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for slot in [&mut file.cwd, &mut file.auth_token_file] {
+            if let Some(p) = slot.as_mut() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+        Ok(file)
     }
 }
 

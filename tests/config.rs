@@ -276,6 +276,21 @@ fn the_server_is_one_setting_decided_by_the_highest_layer() {
 }
 
 #[test]
+fn relative_paths_in_the_file_are_relative_to_the_file() {
+    let token = TempFile::new("rel-token", "abc\n");
+    let name = token.0.file_name().unwrap().to_str().unwrap().to_owned();
+    let file_path = std::env::temp_dir().join("stdiopool.toml");
+    let c = Config::load_from_with_file(
+        ["stdiopool"],
+        &format!("auth_token_file = \"{name}\"\ncwd = \".\"\ncommand = [\"s\"]"),
+        &file_path,
+    )
+    .unwrap();
+    assert!(c.auth_token.unwrap().matches(b"abc"));
+    assert_eq!(c.server.cwd.unwrap(), std::env::temp_dir().join("."));
+}
+
+#[test]
 fn config_file_is_read_from_the_config_option() {
     let file = TempFile::new(
         "read.toml",

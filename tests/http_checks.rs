@@ -387,6 +387,12 @@ async fn foreign_origin_is_403() {
         let a = send(&app, req.body(Body::from(INIT)).unwrap()).await;
         a.assert_refused(StatusCode::FORBIDDEN, -32000);
     }
+    // Origin is checked before the token: a rebinding page learns nothing about auth.
+    let mut req = good_post().header(header::ORIGIN, "http://evil.example.com");
+    req.headers_mut().unwrap().remove(header::AUTHORIZATION);
+    send(&app, req.body(Body::from(INIT)).unwrap())
+        .await
+        .assert_refused(StatusCode::FORBIDDEN, -32000);
     assert_eq!(hits.get(), 0);
     // A loopback origin passes.
     let req = good_post().header(header::ORIGIN, "http://localhost:6274");

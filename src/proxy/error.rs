@@ -187,6 +187,12 @@ impl ProxyError {
     }
 }
 
+impl From<super::session_id::SessionIdError> for ProxyError {
+    fn from(e: super::session_id::SessionIdError) -> Self {
+        ProxyError::Internal(e.to_string())
+    }
+}
+
 /// `Retry-After` in whole seconds, rounded up, at least 1.
 fn retry_after_secs(d: Duration) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
