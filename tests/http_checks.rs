@@ -641,3 +641,80 @@ async fn pool_exhaustion_helper_is_503_with_retry_after() {
     a.assert_refused(StatusCode::SERVICE_UNAVAILABLE, -32000);
     assert_eq!(a.headers[header::RETRY_AFTER], "2");
 }
+
+#[tokio::test]
+async fn listed_origins_get_cors_and_preflights_need_no_token() {
+    let (app, hits) = app(&["--allowed-origin", "https://app.example.com"], true);
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/mcp")
+        .header(header::HOST, "localhost:8080")
+        .header(header::ORIGIN, "https://app.example.com")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "content-type, authorization, mcp-session-id, mcp-protocol-version",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let a = send(&app, preflight).await;
+    assert!(a.status.is_success(), "{}", a.status);
+    assert_eq!(
+        a.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example.com"
+    );
+    let allowed = a.headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        allowed.contains("mcp-session-id") && allowed.contains("authorization"),
+        "{allowed}"
+    );
+
+    let req = good_post().header(header::ORIGIN, "https://app.example.com");
+    let a = send(&app, req.body(Body::from(INIT)).unwrap()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example.com"
+    );
+    assert!(
+        a.headers[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+            .to_str()
+            .unwrap()
+            .contains("mcp-session-id")
+    );
+    // A loopback origin passes the guard but gets no CORS grant.
+    let req = good_post().header(header::ORIGIN, "http://localhost:3000");
+    let a = send(&app, req.body(Body::from(INIT)).unwrap()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert_eq!(hits.get(), 2);
+}
+
+#[tokio::test]
+async fn preflight_from_a_foreign_origin_is_403() {
+    let (app, hits) = app(&["--allowed-origin", "https://app.example.com"], true);
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/mcp")
+        .header(header::HOST, "localhost:8080")
+        .header(header::ORIGIN, "https://evil.example.com")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .body(Body::empty())
+        .unwrap();
+    let a = send(&app, preflight).await;
+    a.assert_refused(StatusCode::FORBIDDEN, -32000);
+    assert!(a.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert_eq!(hits.get(), 0);
+}
+
+#[tokio::test]
+async fn without_listed_origins_there_is_no_cors() {
+    let (app, _hits) = app(&[], true);
+    let req = good_post().header(header::ORIGIN, "http://localhost:3000");
+    let a = send(&app, req.body(Body::from(INIT)).unwrap()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+}

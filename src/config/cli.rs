@@ -150,7 +150,7 @@ pub struct Cli {
     #[arg(long, env = "STDIOPOOL_CWD", value_name = "DIR")]
     pub cwd: Option<PathBuf>,
 
-    /// Allow this Origin besides loopback ones (repeatable or comma-separated; `*`: any). [default: none]
+    /// Allow this Origin besides loopback ones, with CORS (repeatable or comma-separated; `*`: any). [default: none]
     #[arg(
         long,
         env = "STDIOPOOL_ALLOWED_ORIGIN",

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -135,6 +135,25 @@ impl OriginGuard {
         self.check_origin(headers)
     }
 
+    /// Whether `origin` was listed by `--allowed-origin` (or `*` was): the
+    /// origins that get CORS headers. Loopback origins pass the check but get
+    /// no CORS headers, so a page on another local port cannot read replies
+    /// unless the operator lists it.
+    pub fn cors_allows(&self, origin: &HeaderValue) -> bool {
+        match &self.origins {
+            None => true,
+            Some(list) => origin.to_str().is_ok_and(|o| {
+                let lower = o.trim().trim_end_matches('/').to_ascii_lowercase();
+                list.contains(&lower)
+            }),
+        }
+    }
+
+    /// Whether any origin was listed (so a CORS layer is needed).
+    pub fn has_listed_origins(&self) -> bool {
+        self.origins.as_ref().is_none_or(|l| !l.is_empty())
+    }
+
     fn check_host(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ProxyError> {
         let Some(allowed) = &self.hosts else {
             return Ok(());
@@ -203,7 +222,6 @@ pub async fn guard_origin(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use axum::http::HeaderValue;
 
     fn headers(host: Option<&str>, origin: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -327,6 +345,22 @@ mod tests {
             g.check(&headers(Some("localhost"), Some("https://x.example")), &uri)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn only_listed_origins_get_cors() {
+        let g = OriginGuard::new(
+            "127.0.0.1:1".parse().unwrap(),
+            &[],
+            &["https://app.example".into()],
+        )
+        .unwrap();
+        assert!(g.has_listed_origins());
+        assert!(g.cors_allows(&HeaderValue::from_static("https://APP.example")));
+        assert!(!g.cors_allows(&HeaderValue::from_static("http://localhost:3000")));
+        assert!(!loopback_guard().has_listed_origins());
+        let any = OriginGuard::new("127.0.0.1:1".parse().unwrap(), &[], &["*".into()]).unwrap();
+        assert!(any.cors_allows(&HeaderValue::from_static("https://x.example")));
     }
 
     #[test]

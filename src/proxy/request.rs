@@ -16,24 +16,26 @@
 //! `MCP-Protocol-Version` header is not checked.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, Method, header};
 use axum::middleware::from_fn_with_state;
 use axum::routing::MethodRouter;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::{BearerToken, require_bearer};
 use super::error::ProxyError;
 use super::message::IncomingMessage;
 use super::negotiate::{check_content_type, check_get_accept, check_post_accept};
 use super::origin::{OriginGuard, OriginRuleError, guard_origin};
-use super::protocol_version::ProtocolVersion;
-use super::session_id::SessionId;
+use super::protocol_version::{PROTOCOL_VERSION_HEADER, ProtocolVersion};
+use super::session_id::{SESSION_ID_HEADER, SessionId};
 
 /// `Allow` for a mode that serves the GET stream.
 pub const ALLOW_WITH_GET: &str = "GET, POST, DELETE";
@@ -233,8 +235,9 @@ impl TransportChecks {
     /// Puts the checks in front of the routes of `router` (use it on the
     /// router holding the MCP endpoint, before merging the ops endpoints, so
     /// `/healthz`, `/readyz` and `/metrics` need no token). Order, outermost
-    /// first: Host/Origin (403), bearer token (401), then the routes, whose
-    /// extractors read the body limit set here.
+    /// first: Host/Origin (403); CORS, only when `--allowed-origin` lists
+    /// origins (answers preflights); bearer token (401); then the routes,
+    /// whose extractors read the body limit set here.
     pub fn apply<S>(&self, router: Router<S>) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
@@ -246,6 +249,34 @@ impl TransportChecks {
         if let Some(token) = &self.auth {
             router = router.route_layer(from_fn_with_state(token.clone(), require_bearer));
         }
+        if self.origin.has_listed_origins() {
+            // Outside auth: browsers send preflights without credentials.
+            router = router.route_layer(self.cors_layer());
+        }
         router.route_layer(from_fn_with_state(self.origin.clone(), guard_origin))
+    }
+
+    /// CORS for the origins listed by `--allowed-origin`: the MCP methods and
+    /// headers, with `MCP-Session-Id` exposed so a browser client can read it.
+    fn cors_layer(&self) -> CorsLayer {
+        let guard = self.origin.clone();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::predicate(move |origin, _| {
+                guard.cors_allows(origin)
+            }))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                header::AUTHORIZATION,
+                HeaderName::from_static(SESSION_ID_HEADER),
+                HeaderName::from_static(PROTOCOL_VERSION_HEADER),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static(SESSION_ID_HEADER),
+                HeaderName::from_static(PROTOCOL_VERSION_HEADER),
+            ])
+            .max_age(Duration::from_secs(600))
     }
 }
