@@ -238,6 +238,11 @@ impl TransportChecks {
     /// first: Host/Origin (403); CORS, only when `--allowed-origin` lists
     /// origins (answers preflights); bearer token (401); then the routes,
     /// whose extractors read the body limit set here.
+    ///
+    /// # Panics
+    ///
+    /// If `router` has no routes yet (axum's `route_layer` rule): add the MCP
+    /// route first, so the checks can never be silently skipped.
     pub fn apply<S>(&self, router: Router<S>) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
