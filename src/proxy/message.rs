@@ -7,37 +7,15 @@
 //! silently drops such input and the HTTP request would otherwise hang
 //! (MCP-NOTES §1). Batches (JSON arrays) are refused: Streamable HTTP carries
 //! one message per POST since 2025-06-18, and no supported client batches.
+//! Classification is `crate::jsonrpc`'s, the same the upstream side uses.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::error::ProxyError;
+use crate::jsonrpc::{Id, Message};
 
-/// A JSON-RPC id: a string or an integer, never null.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RequestId {
-    /// An integer id (kept exactly as written).
-    Number(serde_json::Number),
-    /// A string id.
-    String(String),
-}
-
-impl RequestId {
-    fn from_value(v: &Value) -> Option<RequestId> {
-        match v {
-            Value::String(s) => Some(RequestId::String(s.clone())),
-            Value::Number(n) if n.is_i64() || n.is_u64() => Some(RequestId::Number(n.clone())),
-            _ => None,
-        }
-    }
-
-    /// The id as a JSON value.
-    pub fn to_value(&self) -> Value {
-        match self {
-            RequestId::Number(n) => Value::Number(n.clone()),
-            RequestId::String(s) => Value::String(s.clone()),
-        }
-    }
-}
+/// A JSON-RPC id: a string or an integer, never null, kept exactly as sent.
+pub type RequestId = Id;
 
 /// What the message is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +44,8 @@ pub enum MessageKind {
 pub struct IncomingMessage {
     /// What it is.
     pub kind: MessageKind,
-    /// The whole message object, as sent.
-    pub object: Map<String, Value>,
+    /// The message itself.
+    pub message: Message,
 }
 
 impl IncomingMessage {
@@ -75,21 +53,26 @@ impl IncomingMessage {
     pub fn parse(body: &[u8]) -> Result<IncomingMessage, ProxyError> {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| ProxyError::Parse(format!("the body is not valid JSON ({e})")))?;
-        let object = match value {
-            Value::Object(o) => o,
-            Value::Array(_) => {
-                return Err(ProxyError::InvalidRequest(
-                    "JSON-RPC batches are not supported; send one message per POST".into(),
-                ));
+        let message =
+            Message::from_value(value).map_err(|e| ProxyError::InvalidRequest(e.to_string()))?;
+        let kind = match &message {
+            Message::Request { id, method, .. } => MessageKind::Request {
+                id: id.clone(),
+                method: method.clone(),
+            },
+            Message::Notification { method, .. } => MessageKind::Notification {
+                method: method.clone(),
+            },
+            Message::Response { id, .. } | Message::ErrorResponse { id: Some(id), .. } => {
+                MessageKind::Response { id: id.clone() }
             }
-            _ => {
+            Message::ErrorResponse { id: None, .. } => {
                 return Err(ProxyError::InvalidRequest(
-                    "the body is not a JSON-RPC 2.0 message object".into(),
+                    "a response must carry the \"id\" of the request it answers".into(),
                 ));
             }
         };
-        let kind = classify(&object)?;
-        Ok(IncomingMessage { kind, object })
+        Ok(IncomingMessage { kind, message })
     }
 
     /// The method name of a request or notification.
@@ -114,58 +97,6 @@ impl IncomingMessage {
     }
 }
 
-fn invalid(why: &str) -> ProxyError {
-    ProxyError::InvalidRequest(why.to_owned())
-}
-
-fn classify(o: &Map<String, Value>) -> Result<MessageKind, ProxyError> {
-    if o.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(invalid("\"jsonrpc\" must be \"2.0\""));
-    }
-    let id = match o.get("id") {
-        None => None,
-        Some(v) => Some(
-            RequestId::from_value(v)
-                .ok_or_else(|| invalid("\"id\" must be a string or an integer"))?,
-        ),
-    };
-    if let Some(method) = o.get("method") {
-        let method = method
-            .as_str()
-            .ok_or_else(|| invalid("\"method\" must be a string"))?
-            .to_owned();
-        if o.contains_key("result") || o.contains_key("error") {
-            return Err(invalid(
-                "a message cannot have both \"method\" and \"result\"/\"error\"",
-            ));
-        }
-        if let Some(params) = o.get("params") {
-            if !params.is_object() && !params.is_array() {
-                return Err(invalid("\"params\" must be an object or an array"));
-            }
-        }
-        return Ok(match id {
-            Some(id) => MessageKind::Request { id, method },
-            None => MessageKind::Notification { method },
-        });
-    }
-    match (o.contains_key("result"), o.get("error")) {
-        (true, Some(_)) => Err(invalid(
-            "a response cannot have both \"result\" and \"error\"",
-        )),
-        (false, None) => Err(invalid(
-            "a message needs \"method\", \"result\" or \"error\"",
-        )),
-        (false, Some(e)) if !e.is_object() => Err(invalid("\"error\" must be an object")),
-        _ => match id {
-            Some(id) => Ok(MessageKind::Response { id }),
-            None => Err(invalid(
-                "a response needs the \"id\" of the request it answers",
-            )),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -183,7 +114,7 @@ mod tests {
         ));
         assert!(matches!(
             kind(r#"{"jsonrpc":"2.0","id":"a","method":"tools/list","params":{}}"#),
-            Ok(MessageKind::Request { id: RequestId::String(s), .. }) if s == "a"
+            Ok(MessageKind::Request { id: Id::String(s), .. }) if s == "a"
         ));
         assert!(matches!(
             kind(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
@@ -209,6 +140,14 @@ mod tests {
             panic!()
         };
         assert_eq!(id.to_value().to_string(), "18446744073709551615");
+        let m = IncomingMessage::parse(
+            br#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}"#,
+        )
+        .unwrap();
+        let MessageKind::Request { id, .. } = m.kind else {
+            panic!()
+        };
+        assert_eq!(id.to_value().to_string(), "123456789012345678901234567890");
     }
 
     #[test]
