@@ -16,18 +16,15 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// JSON-RPC error codes used at the transport level.
+/// JSON-RPC error codes used at the transport level: the crate's one table
+/// (`crate::jsonrpc::code`, documented in docs/FRAMING.md), under the names
+/// this module uses.
 pub mod codes {
-    /// The body is not JSON.
-    pub const PARSE_ERROR: i64 = -32700;
-    /// JSON that is not a valid JSON-RPC 2.0 message.
-    pub const INVALID_REQUEST: i64 = -32600;
-    /// Internal error in the proxy.
-    pub const INTERNAL_ERROR: i64 = -32603;
+    pub use crate::jsonrpc::code::{
+        INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, SESSION_NOT_FOUND, UPSTREAM_UNAVAILABLE,
+    };
     /// Generic transport error (TS SDK `ConnectionClosed` / HTTP error).
-    pub const TRANSPORT_ERROR: i64 = -32000;
-    /// Unknown or ended session (TS SDK "Session not found").
-    pub const SESSION_NOT_FOUND: i64 = -32001;
+    pub const TRANSPORT_ERROR: i64 = crate::jsonrpc::code::UPSTREAM_CLOSED;
 }
 
 /// Why a bearer token was refused (RFC 6750 distinguishes the two).
@@ -101,6 +98,16 @@ pub enum ProxyError {
         /// Suggested client back-off (sent as whole seconds, at least 1).
         retry_after: Duration,
     },
+    /// 503 / -32003 with `Retry-After`: no server process could be started
+    /// (the command fails, or exits before its handshake); `reason` names
+    /// the command and the tail of its stderr.
+    #[error("Service Unavailable: {reason}")]
+    UpstreamUnavailable {
+        /// Why, for the client and the logs.
+        reason: String,
+        /// Suggested client back-off.
+        retry_after: Duration,
+    },
     /// 503 / -32000 with `Retry-After`: the proxy is draining for shutdown.
     #[error("Service Unavailable: the proxy is shutting down")]
     ShuttingDown,
@@ -126,7 +133,9 @@ impl ProxyError {
             ProxyError::StreamAlreadyOpen => StatusCode::CONFLICT,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ProxyError::PoolExhausted { .. } | ProxyError::ShuttingDown => {
+            ProxyError::PoolExhausted { .. }
+            | ProxyError::UpstreamUnavailable { .. }
+            | ProxyError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,6 +149,7 @@ impl ProxyError {
             ProxyError::InvalidRequest(_) => codes::INVALID_REQUEST,
             ProxyError::SessionNotFound => codes::SESSION_NOT_FOUND,
             ProxyError::Internal(_) => codes::INTERNAL_ERROR,
+            ProxyError::UpstreamUnavailable { .. } => codes::UPSTREAM_UNAVAILABLE,
             _ => codes::TRANSPORT_ERROR,
         }
     }
@@ -162,6 +172,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge { .. } => "payload_too_large",
             ProxyError::UnsupportedMediaType => "unsupported_media_type",
             ProxyError::PoolExhausted { .. } => "pool_exhausted",
+            ProxyError::UpstreamUnavailable { .. } => "upstream_unavailable",
             ProxyError::ShuttingDown => "shutting_down",
             ProxyError::Internal(_) => "internal",
         }
@@ -170,9 +181,9 @@ impl ProxyError {
     /// The `outcome` metric label of a request refused with this error.
     pub fn outcome(&self) -> crate::metrics::Outcome {
         match self {
-            ProxyError::PoolExhausted { .. } | ProxyError::ShuttingDown => {
-                crate::metrics::Outcome::Unavailable
-            }
+            ProxyError::PoolExhausted { .. }
+            | ProxyError::UpstreamUnavailable { .. }
+            | ProxyError::ShuttingDown => crate::metrics::Outcome::Unavailable,
             _ => crate::metrics::Outcome::Rejected,
         }
     }
@@ -219,7 +230,8 @@ impl IntoResponse for ProxyError {
             ProxyError::MethodNotAllowed { allow } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            ProxyError::PoolExhausted { retry_after, .. } => {
+            ProxyError::PoolExhausted { retry_after, .. }
+            | ProxyError::UpstreamUnavailable { retry_after, .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(*retry_after)),
@@ -264,7 +276,7 @@ mod tests {
         let body = ProxyError::SessionNotFound.body();
         assert_eq!(body["jsonrpc"], "2.0");
         assert!(body["id"].is_null());
-        assert_eq!(body["error"]["code"], -32001);
+        assert_eq!(body["error"]["code"], -32005);
         assert_eq!(body["error"]["message"], "Session not found");
     }
 }
