@@ -68,7 +68,7 @@ proptest! {
         let text = serde_json::to_vec(&v).unwrap();
         match IncomingMessage::parse(&text) {
             Ok(m) => {
-                prop_assert_eq!(m.object.get("jsonrpc").and_then(Value::as_str), Some("2.0"));
+                prop_assert_eq!(m.message.to_value().get("jsonrpc").and_then(Value::as_str), Some("2.0"));
             }
             Err(ProxyError::InvalidRequest(_)) => {}
             Err(other) => prop_assert!(false, "valid JSON refused as {other:?}"),

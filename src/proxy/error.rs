@@ -135,9 +135,7 @@ impl ProxyError {
             ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::PoolExhausted { .. }
             | ProxyError::UpstreamUnavailable { .. }
-            | ProxyError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -7,18 +7,24 @@
 //! a child. The status / error-code table is in `docs/PROXY.md`.
 
 pub mod auth;
+mod calls;
 pub mod error;
+mod initialize;
+pub mod mcp;
 pub mod message;
 pub mod negotiate;
 pub mod ops;
 pub mod origin;
 pub mod protocol_version;
 pub mod request;
+pub mod server;
 pub mod session_id;
+mod sessions;
 pub mod sse;
 
 pub use auth::BearerToken;
 pub use error::{AuthFailure, ProxyError};
+pub use mcp::{McpState, mcp_router};
 pub use message::{IncomingMessage, MessageKind, RequestId};
 pub use negotiate::ReplyFormat;
 pub use ops::{OpsState, ReadinessProbe, ops_router};
@@ -28,5 +34,6 @@ pub use request::{
     ALLOW_WITH_GET, ALLOW_WITHOUT_GET, BodyLimit, McpDelete, McpGet, McpPost, TransportChecks,
     with_method_fallback,
 };
+pub use server::{Proxy, ServeError, ShutdownReport};
 pub use session_id::SessionId;
 pub use sse::Outbound;
