@@ -11,6 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -248,6 +249,14 @@ impl Proxy {
         } = self;
         let started = state.shutdown.clone();
         let trigger = state.clone();
+        // TCP_NODELAY: an SSE reply is written as several small pieces (head,
+        // events, end); with Nagle's algorithm each waits for the client's
+        // delayed ACK (~40 ms on Linux), which made every SSE reply take 40 ms+.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+            }
+        });
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
