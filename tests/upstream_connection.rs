@@ -450,3 +450,84 @@ async fn dropping_a_connection_stops_its_process() {
     assert!(wait_no_live(&acc).await);
     assert_eq!(acc.snapshot().exited_clean, 1);
 }
+
+/// A real process running a shell script as the "server", for wire-level
+/// misbehaviour the fixture does not produce.
+async fn scripted(acc: &Arc<Accounting>, script: &str) -> Connection {
+    let spec = ProcessSpec::new("sh")
+        .args(["-c", script])
+        .name("script")
+        .stop_timeouts(stdiopool::upstream::process::StopTimeouts {
+            stdin_grace: Duration::from_millis(200),
+            term_grace: Duration::from_millis(200),
+        });
+    let mut cfg = stdiopool::upstream::UpstreamConfig::new(spec, Arc::clone(acc));
+    cfg.handshake = false;
+    UpstreamManager::new(cfg).create().await.unwrap()
+}
+
+#[tokio::test]
+async fn invalid_answers_fail_their_request_and_an_id_less_error_reaches_the_only_caller() {
+    let acc = Arc::new(Accounting::new());
+    let conn = scripted(
+        &acc,
+        r#"read l; echo '{"not":"jsonrpc"}'; echo '{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"x"}}'
+read l; echo '{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}'
+read l; echo '{"jsonrpc":"2.0","id":3,"result":{"ok":true}}'
+read l"#,
+    )
+    .await;
+    let first = tokio::time::timeout(QUICK, conn.call(OutgoingRequest::new("a", "m", None), None))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(first, CallError::Protocol(_)), "{first:?}");
+    assert!(
+        first.error_object().message.contains("not both"),
+        "{}",
+        first.error_object().message
+    );
+    let second = tokio::time::timeout(QUICK, conn.call(OutgoingRequest::new("b", "m", None), None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second["id"], "b");
+    assert_eq!(second["error"]["code"], -32700);
+    let third = tokio::time::timeout(
+        QUICK,
+        conn.call(OutgoingRequest::new(9i64, "m", None), None),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        third,
+        json!({"jsonrpc": "2.0", "id": 9, "result": {"ok": true}})
+    );
+    assert!(!conn.is_broken());
+    conn.shutdown().await;
+    assert!(acc.live_pids().is_empty());
+}
+
+#[tokio::test]
+async fn a_server_that_closes_stdout_fails_the_request_and_is_broken() {
+    let acc = Arc::new(Accounting::new());
+    let conn = scripted(&acc, "read l; exec 1>&-; sleep 30").await;
+    let err = tokio::time::timeout(
+        QUICK,
+        conn.call(OutgoingRequest::new(1i64, "m", None), None),
+    )
+    .await
+    .expect("stdout EOF must fail the request, not hang it")
+    .unwrap_err();
+    assert_eq!(err.error_object().code, code::UPSTREAM_CLOSED);
+    assert!(
+        err.error_object().message.contains("closed its stdout"),
+        "{}",
+        err.error_object().message
+    );
+    assert!(conn.is_broken());
+    let out = tokio::time::timeout(LIMIT, conn.shutdown()).await.unwrap();
+    assert!(out.stage >= StopStage::Terminated, "{out:?}");
+    assert!(acc.live_pids().is_empty());
+}
