@@ -531,3 +531,26 @@ async fn a_server_that_closes_stdout_fails_the_request_and_is_broken() {
     assert!(out.stage >= StopStage::Terminated, "{out:?}");
     assert!(acc.live_pids().is_empty());
 }
+
+#[tokio::test]
+async fn any_answer_to_ping_proves_liveness_but_silence_does_not() {
+    let acc = Arc::new(Accounting::new());
+    let refusing = scripted(
+        &acc,
+        r#"read l; echo '{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"not initialized"}}'; read l"#,
+    )
+    .await;
+    assert_eq!(refusing.ping(QUICK).await, Ok(()));
+    refusing.shutdown().await;
+
+    let silent = scripted(&acc, "read l; sleep 30").await;
+    let err = silent
+        .ping(Duration::from_millis(200))
+        .await
+        .expect_err("no answer is not alive");
+    assert_eq!(err.error_object().code, code::REQUEST_TIMEOUT);
+    assert!(err.error_object().message.contains("did not answer ping"));
+    assert_eq!(silent.in_flight(), 0);
+    silent.shutdown().await;
+    assert!(acc.live_pids().is_empty());
+}

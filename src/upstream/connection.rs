@@ -474,14 +474,14 @@ impl Connection {
         })
     }
 
-    /// Sends `ping` and waits at most `timeout` for the answer.
+    /// Sends `ping` and waits at most `timeout` for the answer. Any answer,
+    /// even an error response (a server that refuses requests before
+    /// `initialize`, as a warm session-mode process may), proves the process
+    /// is alive and reading: only silence or a closed connection fail.
     pub async fn ping(&self, timeout: Duration) -> Result<(), CallError> {
         let req = OutgoingRequest::new("stdiopool-ping", "ping", None);
         match tokio::time::timeout(timeout, self.call(req, None)).await {
-            Ok(Ok(resp)) if resp.get("result").is_some() => Ok(()),
-            Ok(Ok(resp)) => Err(CallError::Protocol(ErrorObject::upstream_protocol_error(
-                format!("ping was answered with an error: {}", resp["error"]),
-            ))),
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(CallError::Closed(ErrorObject::request_timeout(format!(
                 "{} (pid {}) did not answer ping within {timeout:?}",
