@@ -261,6 +261,9 @@ async fn a_client_cancel_notification_is_translated_to_the_upstream_id() {
             )
             .await
             .unwrap();
+            // `cancel` does the same for a client id; unknown ids are not sent.
+            assert_eq!(conn.cancel(&Id::from("c-1"), Some("again")).await, Ok(true));
+            assert_eq!(conn.cancel(&Id::from("nope"), None).await, Ok(false));
             // An id not in flight is dropped, not forwarded.
             conn.notify(
                 "notifications/cancelled",
@@ -281,8 +284,9 @@ async fn a_client_cancel_notification_is_translated_to_the_upstream_id() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert_eq!(cancelled.len(), 2, "{cancelled:?}");
     assert!(cancelled[0].is_u64(), "not rewritten: {cancelled:?}");
+    assert_eq!(cancelled[0], cancelled[1]);
     conn.shutdown().await;
 }
 
