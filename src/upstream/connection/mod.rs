@@ -3,7 +3,7 @@
 //! A [`Connection`] owns three tasks around a spawned [`ChildProcess`]:
 //!
 //! - the **writer** drains an unbounded queue of messages into the child's
-//!   stdin through [`JsonRpcCodec`] (it batches what is queued, then flushes);
+//!   stdin through [`JsonRpcCodec`](crate::framing::JsonRpcCodec) (it batches what is queued, then flushes);
 //! - the **reader** decodes the child's stdout and routes every message:
 //!   responses to the caller waiting for them, progress to that caller's
 //!   event channel, server requests and notifications to the subscriber of
