@@ -558,3 +558,34 @@ async fn any_answer_to_ping_proves_liveness_but_silence_does_not() {
     silent.shutdown().await;
     assert!(acc.live_pids().is_empty());
 }
+
+#[tokio::test]
+async fn a_process_killed_by_a_signal_fails_its_requests_naming_the_signal() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let acc = Arc::new(Accounting::new());
+    let conn = connect(&acc, None).await;
+    let pid = conn.pid();
+    let slow = conn.call(tool(1i64, "sleep", json!({"ms": 30_000})), None);
+    let killer = async {
+        while conn.in_flight() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    };
+    let (res, ()) = tokio::time::timeout(QUICK, futures_util::future::join(slow, killer))
+        .await
+        .expect("a killed process must fail its requests, not hang them");
+    let err = res.unwrap_err();
+    assert_eq!(err.error_object().code, code::UPSTREAM_CLOSED);
+    assert!(
+        err.error_object()
+            .message
+            .contains("killed by signal SIGKILL (9)"),
+        "{}",
+        err.error_object().message
+    );
+    assert!(conn.is_broken());
+    drop(conn);
+    assert!(wait_gone(pid).await);
+}
