@@ -589,3 +589,49 @@ async fn a_process_killed_by_a_signal_fails_its_requests_naming_the_signal() {
     drop(conn);
     assert!(wait_gone(pid).await);
 }
+
+#[tokio::test]
+async fn a_server_notification_during_the_only_call_arrives_on_its_stream_before_its_response() {
+    let acc = Arc::new(Accounting::new());
+    let conn = connect(&acc, None).await;
+    // No subscriber (pooled mode): the notification still reaches the caller.
+    let (tx, mut rx) = mpsc::channel(16);
+    let resp = tokio::time::timeout(LIMIT, conn.call(tool(1i64, "notify", json!({})), Some(tx)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&resp), "notified");
+    // Already queued when the response resolved: ordered ahead of it.
+    let note = rx
+        .try_recv()
+        .expect("the notification was delivered before the response");
+    assert_eq!(note["method"], "notifications/message");
+    conn.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_a_subscriber_a_server_request_during_the_only_call_travels_on_its_stream() {
+    let acc = Arc::new(Accounting::new());
+    let conn = connect(&acc, None).await;
+    let mut server = conn.take_server_messages().unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let answer = async {
+        let request: serde_json::Value = rx.recv().await.unwrap();
+        assert_eq!(request["method"], "roots/list");
+        conn.respond(json!({"jsonrpc": "2.0", "id": request["id"], "result": {"roots": [{"uri": "file:///on-stream"}]}}))
+            .await
+            .unwrap();
+    };
+    let (resp, ()) = tokio::time::timeout(
+        LIMIT,
+        futures_util::future::join(
+            conn.call(tool(1i64, "ask_roots", json!({})), Some(tx)),
+            answer,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(text(&resp.unwrap()).contains("file:///on-stream"));
+    assert!(server.try_recv().is_err(), "nothing went to the subscriber");
+    conn.shutdown().await;
+}

@@ -299,7 +299,10 @@ async fn pooled_request(
         .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get("progressToken"))
         .is_some();
-    let format = ReplyFormat::for_request(has_progress);
+    // Tool calls are where servers log and report progress (sent on the
+    // reply's stream while the call runs: upstream/connection routes a
+    // server message to the one request in flight); other requests get JSON.
+    let format = ReplyFormat::for_request(has_progress || method == "tools/call");
     forward(
         st,
         session,

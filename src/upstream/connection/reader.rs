@@ -107,12 +107,45 @@ fn deliver(shared: &Shared, id: Option<Id>, outcome: Result<Value, ErrorObject>)
     let _ = p.reply.send(Ok(value));
 }
 
+/// The stream of the only request in flight, when exactly one is in flight
+/// and it has one (an SSE reply).
+///
+/// MCP's stdio transport says nothing of which request a server message
+/// relates to, so the rule of MCP-NOTES §3 applies: a message that arrives
+/// while exactly one request is in flight belongs to that request. Delivering
+/// it here, in the reader, before the next line is read, keeps it ahead of
+/// that request's response — routing it through another task would let the
+/// response overtake it.
+fn sole_request_stream(shared: &Shared) -> Option<mpsc::Sender<Value>> {
+    let state = shared.lock();
+    let mut pending = state.in_flight.values();
+    match (pending.next(), pending.next()) {
+        (Some(only), None) => only.events.clone(),
+        _ => None,
+    }
+}
+
 fn server_request(shared: &Shared, id: Id, method: String, params: Option<Value>) {
     if method == "ping" {
         shared.send(response(&id, json!({})));
         return;
     }
-    let refusal = match shared.subscriber() {
+    let subscriber = shared.subscriber();
+    // Only a subscribed proxy (session mode) forwards client answers back, so
+    // only then may a server request travel on a client's stream.
+    if subscriber.is_some()
+        && let Some(stream) = sole_request_stream(shared)
+    {
+        let message = Message::Request {
+            id: id.clone(),
+            method: method.clone(),
+            params: params.clone(),
+        };
+        if stream.try_send(message.into_value()).is_ok() {
+            return;
+        }
+    }
+    let refusal = match subscriber {
         Some(tx) => match tx.try_send(ServerMessage::Request {
             id: id.clone(),
             method: method.clone(),
@@ -146,6 +179,15 @@ fn server_notification(shared: &Shared, method: String, mut params: Option<Value
                     tracing::debug!(server = %shared.name, "progress event dropped: the caller's channel is full or closed");
                 }
             }
+            return;
+        }
+    }
+    if let Some(stream) = sole_request_stream(shared) {
+        let message = Message::Notification {
+            method: method.clone(),
+            params: params.clone(),
+        };
+        if stream.try_send(message.into_value()).is_ok() {
             return;
         }
     }
