@@ -4,6 +4,7 @@
 //! (`JsonRpcCodec`), on small MCP requests and on 1 MiB tool results (a
 //! base64 image, and structured JSON).
 //! Figures and the command are in docs/PERFORMANCE-framing.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::Duration;
