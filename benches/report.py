@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Turns the runs of benches/run.sh into results.json, a markdown table and the
+throughput plot (a hand-written SVG: no dependency beyond the standard library).
+
+Inputs: <results>/runs/<label>.json (one per stdiopool-load run) and
+<results>/resources.json. Outputs: <results>/results.json, <results>/results.md,
+and with --write-docs 1 also docs/perf-throughput.svg and the block between
+`<!-- bench:begin -->` and `<!-- bench:end -->` in docs/PERFORMANCE.md.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONCURRENCY = [1, 8, 64]
+POOL_SIZES = [1, 2, 4]
+
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            mem = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory": mem,
+        "kernel": platform.release(),
+        "rustc": sh("rustc", "--version"),
+        "python": platform.python_version(),
+        "commit": sh("git", "rev-parse", "--short", "HEAD"),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def load_runs(results):
+    runs = {}
+    d = os.path.join(results, "runs")
+    for name in sorted(os.listdir(d)):
+        if name.endswith(".json"):
+            with open(os.path.join(d, name)) as f:
+                r = json.load(f)
+            runs[r["label"]] = r
+    return runs
+
+
+def fmt_rps(x):
+    if x is None:
+        return "–"
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 1:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def fmt_us(x):
+    if x is None:
+        return "–"
+    if x >= 10_000:
+        return f"{x / 1000:,.0f} ms"
+    if x >= 1000:
+        return f"{x / 1000:.1f} ms"
+    return f"{x:.0f} µs"
+
+
+def fmt_ratio(x):
+    if x is None:
+        return "–"
+    return f"{x:,.0f}×" if x >= 10 else f"{x:.1f}×"
+
+
+def ratio(a, b):
+    if a is None or b in (None, 0):
+        return None
+    return a / b
+
+
+def get(runs, label, key):
+    r = runs.get(label)
+    return None if r is None else r.get(key)
+
+
+def build(runs, res, mach, scale):
+    out = {"machine": mach, "scale": scale, "runs": runs, "resources": res}
+    md = []
+    md.append(f"Measured {mach['date_utc']} on {mach['cpus']} × {mach['cpu']}, {mach['memory']} RAM, "
+              f"Linux {mach['kernel']}, {mach['rustc']}, commit `{mach['commit']}`"
+              + (f", **BENCH_SCALE={scale}**" if scale != "1" else "") + ". "
+              "Command: `bash benches/run.sh`. Load generator, proxy and servers share the same cores.")
+    md.append("")
+
+    # 1. before / after
+    md.append("### 1. Warm pool vs spawn-per-request (pool size 2)")
+    md.append("")
+    md.append("Spawn-per-request is the same binary with `--max-uses 1 --min-idle 0`: every request "
+              "spawns a server, runs the `initialize` handshake, makes its call and stops it.")
+    md.append("")
+    md.append("| server | concurrency | warm pool req/s | p50 / p99 | spawn-per-request req/s | p50 / p99 | speed-up |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|")
+    before_after = {}
+    for server, pooled, spr in (("fixture (Rust)", "fixture-pooled-ps2-c{}", "fixture-spr-c{}"),
+                                ("Python `mcp`", "py-pooled-c{}", "py-spr-c{}")):
+        for c in CONCURRENCY:
+            pl = pooled.format(c)
+            sl = spr.format(c)
+            if server.startswith("Python") and c == 1:
+                sl = "py-spr-seq100"
+            a, b = get(runs, pl, "rps"), get(runs, sl, "rps")
+            x = ratio(a, b)
+            before_after[f"{server}@{c}"] = x
+            md.append(f"| {server} | {c} | {fmt_rps(a)} | {fmt_us(get(runs, pl, 'p50_us'))} / {fmt_us(get(runs, pl, 'p99_us'))} "
+                      f"| {fmt_rps(b)} | {fmt_us(get(runs, sl, 'p50_us'))} / {fmt_us(get(runs, sl, 'p99_us'))} | {fmt_ratio(x)} |")
+    out["before_after"] = before_after
+    md.append("")
+
+    # 2. seed check
+    md.append("### 2. The seed's check: 100 sequential requests")
+    md.append("")
+    md.append("| server | spawn-per-request | warm pool | speed-up |")
+    md.append("|---|---:|---:|---:|")
+    seed = {}
+    for server, b, a in (("fixture (Rust)", "fixture-spr-seq100", "fixture-pooled-seq100"),
+                         ("Python `mcp`", "py-spr-seq100", "py-pooled-seq100")):
+        tb = get(runs, b, "elapsed_s")
+        nb = get(runs, b, "ok")
+        note = ""
+        if tb is not None and nb and nb != 100:
+            tb = tb * 100 / nb
+            note = f" (from {nb} requests, scaled to 100)"
+        ta = get(runs, a, "elapsed_s")
+        seed[server] = {"before_s": tb, "after_s": ta, "speedup": ratio(tb, ta)}
+        md.append(f"| {server} | {tb:.2f} s{note} | {ta * 1000:.1f} ms | {fmt_ratio(ratio(tb, ta))} |"
+                  if tb is not None and ta is not None else f"| {server} | – | – | – |")
+    out["seed_check"] = seed
+    md.append("")
+
+    # 3. overhead
+    md.append("### 3. Overhead against the physical limit (fixture)")
+    md.append("")
+    md.append("Raw = `stdiopool-load stdio`: the same requests written straight to one fixture process's "
+              "stdin, matched by id on its stdout (pipelined at concurrency > 1), no HTTP. "
+              "Same process count on both sides at concurrency 1 (pool size 1: one request at a time).")
+    md.append("")
+    md.append("| | raw stdio | through the proxy | proxy / raw | added |")
+    md.append("|---|---:|---:|---:|---:|")
+    raw1, px1 = "raw-stdio-c1", "fixture-pooled-ps1-c1"
+    r_rps, p_rps = get(runs, raw1, "rps"), get(runs, px1, "rps")
+    md.append(f"| req/s, concurrency 1 | {fmt_rps(r_rps)} | {fmt_rps(p_rps)} | "
+              f"{(ratio(p_rps, r_rps) or 0) * 100:.0f} % | |")
+    overhead = {"throughput_ratio_c1": ratio(p_rps, r_rps)}
+    for q in ("p50", "p99", "p999"):
+        rv, pv = get(runs, raw1, f"{q}_us"), get(runs, px1, f"{q}_us")
+        added = None if rv is None or pv is None else pv - rv
+        overhead[f"added_{q}_us"] = added
+        md.append(f"| {q} latency, concurrency 1 | {fmt_us(rv)} | {fmt_us(pv)} | | +{fmt_us(added)} |")
+    raw_peak = max((get(runs, f"raw-stdio-c{c}", "rps") or 0 for c in CONCURRENCY), default=0)
+    px_peak_label = max((f"fixture-pooled-ps{ps}-c{c}" for ps in POOL_SIZES for c in CONCURRENCY),
+                        key=lambda lbl: get(runs, lbl, "rps") or 0)
+    px_peak = get(runs, px_peak_label, "rps")
+    overhead["throughput_ratio_peak"] = ratio(px_peak, raw_peak)
+    md.append(f"| peak req/s (any concurrency / pool size) | {fmt_rps(raw_peak)} | {fmt_rps(px_peak)} "
+              f"(`{px_peak_label}`) | {(ratio(px_peak, raw_peak) or 0) * 100:.0f} % | |")
+    out["overhead"] = overhead
+    md.append("")
+
+    # 4. matrix
+    md.append("### 4. Pooled mode: pool size × concurrency (fixture)")
+    md.append("")
+    md.append("req/s (p50 / p99)")
+    md.append("")
+    md.append("| pool size | " + " | ".join(f"concurrency {c}" for c in CONCURRENCY) + " |")
+    md.append("|---:|" + "---:|" * len(CONCURRENCY))
+    for ps in POOL_SIZES:
+        cells = []
+        for c in CONCURRENCY:
+            lbl = f"fixture-pooled-ps{ps}-c{c}"
+            cells.append(f"{fmt_rps(get(runs, lbl, 'rps'))} ({fmt_us(get(runs, lbl, 'p50_us'))} / {fmt_us(get(runs, lbl, 'p99_us'))})")
+        md.append(f"| {ps} | " + " | ".join(cells) + " |")
+    s = "fixture-session-c64"
+    md.append("")
+    md.append(f"Session mode, 64 sessions (64 processes, one each), concurrency 64: **{fmt_rps(get(runs, s, 'rps'))} req/s** "
+              f"(p50 {fmt_us(get(runs, s, 'p50_us'))}, p99 {fmt_us(get(runs, s, 'p99_us'))}; "
+              f"{get(runs, s, 'replies_sse')} SSE replies). Raw stdio for comparison: "
+              + ", ".join(f"concurrency {c} {fmt_rps(get(runs, f'raw-stdio-c{c}', 'rps'))} req/s" for c in CONCURRENCY) + ".")
+    md.append("")
+
+    # 5. resources
+    md.append("### 5. Resources (pooled, pool size 2, fixture)")
+    md.append("")
+    md.append("| | RSS | open fds | children |")
+    md.append("|---|---:|---:|---:|")
+    md.append(f"| idle, after start | {res['rss_idle_kib'] / 1024:.1f} MiB | {res['fds_idle']} | {res['children_idle']} |")
+    md.append(f"| after {res['requests_served_between']:,} requests at concurrency 64 (clients gone) | "
+              f"{res['rss_after_load_kib'] / 1024:.1f} MiB | {res['fds_after_load']} | {res['children_after_load']} |")
+    md.append(f"| with {res['sessions_open']:,} open sessions (pooled mode) | {res['rss_with_sessions_kib'] / 1024:.1f} MiB | "
+              f"{res['fds_with_sessions']} | |")
+    md.append("")
+    md.append(f"The two fixture processes together use {res['children_rss_kib'] / 1024:.1f} MiB; zombies after the run: {res['zombies']}.")
+    md.append("")
+
+    # goals
+    py1 = before_after.get("Python `mcp`@1")
+    fx_seed = seed.get("fixture (Rust)", {}).get("speedup")
+    py_seed = seed.get("Python `mcp`", {}).get("speedup")
+    rss_idle_mib = res["rss_idle_kib"] / 1024
+    fds_flat = res["fds_after_load"] <= res["fds_idle"] + 2
+    goals = [
+        ("warm pool vs spawn-per-request, seed target", "≥ 10×",
+         f"fixture {fmt_ratio(fx_seed)}, Python {fmt_ratio(py_seed)} (100 sequential)",
+         (fx_seed or 0) >= 10 and (py_seed or 0) >= 10),
+        ("warm pool vs spawn-per-request with Python", "≥ 100×", f"{fmt_ratio(py1)} (concurrency 1)", (py1 or 0) >= 100),
+        ("proxy throughput vs raw stdio", "≥ 50 %",
+         f"{(overhead['throughput_ratio_c1'] or 0) * 100:.0f} % at concurrency 1, "
+         f"{(overhead['throughput_ratio_peak'] or 0) * 100:.0f} % peak to peak",
+         (overhead["throughput_ratio_c1"] or 0) >= 0.5),
+        ("added latency at p50", "≤ 100 µs", f"+{fmt_us(overhead['added_p50_us'])} (p99 +{fmt_us(overhead['added_p99_us'])})",
+         (overhead["added_p50_us"] or 1e9) <= 100),
+        ("proxy RSS idle", "≤ 15 MiB", f"{rss_idle_mib:.1f} MiB", rss_idle_mib <= 15),
+        ("open fds proportional to the pool, not to requests", "flat",
+         f"{res['fds_idle']} → {res['fds_after_load']} after {res['requests_served_between']:,} requests",
+         fds_flat),
+    ]
+    out["goals"] = [{"goal": g, "target": t, "measured": m, "met": ok} for g, t, m, ok in goals]
+    head = ["### Goals", "", "| goal | target | measured | met |", "|---|---|---|---|"]
+    head += [f"| {g} | {t} | {m} | {'yes' if ok else '**no**'} |" for g, t, m, ok in goals]
+    head.append("")
+    md = md[:2] + head + md[2:]
+    return out, "\n".join(md)
+
+
+def svg_plot(runs, mach):
+    """Throughput against concurrency, log-scale y, for pooled vs spawn-per-request."""
+    series = [
+        ("raw stdio (fixture, no HTTP)", "raw-stdio-c{}", "#888888", "4 3"),
+        ("warm pool, fixture", "fixture-pooled-ps2-c{}", "#1f77b4", ""),
+        ("spawn-per-request, fixture", "fixture-spr-c{}", "#1f77b4", "7 4"),
+        ("warm pool, Python mcp", "py-pooled-c{}", "#d62728", ""),
+        ("spawn-per-request, Python mcp", "py-spr-c{}", "#d62728", "7 4"),
+    ]
+    pts = {}
+    for name, pattern, _, _ in series:
+        p = []
+        for c in CONCURRENCY:
+            lbl = pattern.format(c)
+            if pattern.startswith("py-spr") and c == 1:
+                lbl = "py-spr-seq100"
+            v = get(runs, lbl, "rps")
+            if v:
+                p.append((c, v))
+        pts[name] = p
+    values = [v for p in pts.values() for _, v in p] or [1]
+    lo = 10 ** math.floor(math.log10(min(values)))
+    hi = 10 ** math.ceil(math.log10(max(values)))
+    W, H = 760, 460
+    L, R, T, B = 80, 250, 50, 60
+    pw, ph = W - L - R, H - T - B
+
+    def x_of(c):
+        return L + pw * CONCURRENCY.index(c) / (len(CONCURRENCY) - 1)
+
+    def y_of(v):
+        return T + ph * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
+
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+         'font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{L}" y="24" font-size="15" font-weight="bold">stdiopool: throughput vs concurrency (pool size 2)</text>',
+         f'<text x="{L}" y="40" font-size="11" fill="#555">{mach["date_utc"]}, {mach["cpus"]} × {mach["cpu"]}; '
+         'bash benches/run.sh</text>']
+    d = lo
+    while d <= hi * 1.0001:
+        y = y_of(d)
+        o.append(f'<line x1="{L}" y1="{y:.1f}" x2="{L + pw}" y2="{y:.1f}" stroke="#ddd"/>')
+        o.append(f'<text x="{L - 8}" y="{y + 4:.1f}" text-anchor="end">{d:g}</text>')
+        d *= 10
+    for c in CONCURRENCY:
+        x = x_of(c)
+        o.append(f'<line x1="{x:.1f}" y1="{T}" x2="{x:.1f}" y2="{T + ph}" stroke="#eee"/>')
+        o.append(f'<text x="{x:.1f}" y="{T + ph + 18}" text-anchor="middle">{c}</text>')
+    o.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
+    o.append(f'<text x="{L + pw / 2}" y="{H - 18}" text-anchor="middle">concurrent clients</text>')
+    o.append(f'<text transform="translate(22,{T + ph / 2}) rotate(-90)" text-anchor="middle">requests/s (log scale)</text>')
+    for i, (name, _, color, dash) in enumerate(series):
+        p = pts[name]
+        if not p:
+            continue
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        path = " ".join(f"{'M' if j == 0 else 'L'}{x_of(c):.1f},{y_of(v):.1f}" for j, (c, v) in enumerate(p))
+        o.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"{dash_attr}/>')
+        for c, v in p:
+            o.append(f'<circle cx="{x_of(c):.1f}" cy="{y_of(v):.1f}" r="3.5" fill="{color}"/>')
+            o.append(f'<text x="{x_of(c) + 6:.1f}" y="{y_of(v) - 6:.1f}" font-size="10" fill="{color}">{fmt_rps(v)}</text>')
+        ly = T + 10 + i * 22
+        lx = L + pw + 16
+        o.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 28}" y2="{ly}" stroke="{color}" stroke-width="2"{dash_attr}/>')
+        o.append(f'<text x="{lx + 34}" y="{ly + 4}">{name}</text>')
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--write-docs", default="1")
+    ap.add_argument("--scale", default="1")
+    a = ap.parse_args()
+    runs = load_runs(a.results)
+    with open(os.path.join(a.results, "resources.json")) as f:
+        res = json.load(f)
+    mach = machine()
+    out, md = build(runs, res, mach, a.scale)
+    with open(os.path.join(a.results, "results.json"), "w") as f:
+        json.dump(out, f, indent=2)
+    with open(os.path.join(a.results, "results.md"), "w") as f:
+        f.write(md + "\n")
+    svg = svg_plot(runs, mach)
+    with open(os.path.join(a.results, "perf-throughput.svg"), "w") as f:
+        f.write(svg)
+    print(md)
+    if a.write_docs == "1":
+        with open(os.path.join(ROOT, "docs", "perf-throughput.svg"), "w") as f:
+            f.write(svg)
+        doc = os.path.join(ROOT, "docs", "PERFORMANCE.md")
+        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        try:
+            with open(doc) as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        if begin in text and end in text:
+            pre, rest = text.split(begin, 1)
+            _, post = rest.split(end, 1)
+            with open(doc, "w") as f:
+                f.write(pre + begin + "\n" + md + "\n" + end + post)
+            print(f"\nwrote docs/perf-throughput.svg and the generated block of {doc}")
+        else:
+            print(f"\n{doc} has no {begin} / {end} block: results left in {a.results}/results.md", file=sys.stderr)
+    print(f"results: {a.results}/results.json, results.md, perf-throughput.svg")
+
+
+if __name__ == "__main__":
+    main()
