@@ -46,7 +46,13 @@ def machine():
             mem = f"{kib / 1024 / 1024:.1f} GiB"
     except (OSError, ValueError, IndexError):
         pass
+    try:
+        with open("/proc/loadavg") as f:
+            load = " / ".join(f.read().split()[:3])
+    except OSError:
+        load = "unknown"
     return {
+        "load_avg_1_5_15": load,
         "cpu": cpu,
         "cpus": os.cpu_count(),
         "memory": mem,
@@ -112,7 +118,9 @@ def build(runs, res, mach, scale):
     md.append(f"Measured {mach['date_utc']} on {mach['cpus']} × {mach['cpu']}, {mach['memory']} RAM, "
               f"Linux {mach['kernel']}, {mach['rustc']}, commit `{mach['commit']}`"
               + (f", **BENCH_SCALE={scale}**" if scale != "1" else "") + ". "
-              "Command: `bash benches/run.sh`. Load generator, proxy and servers share the same cores.")
+              "Command: `bash benches/run.sh`. Load generator, proxy and servers share the same cores; "
+              f"load average (1 / 5 / 15 min) when the run ended: {mach['load_avg_1_5_15']} "
+              "(other work on the machine counts in it).")
     md.append("")
 
     # 1. before / after
@@ -297,7 +305,7 @@ def svg_plot(runs, mach):
     while d <= hi * 1.0001:
         y = y_of(d)
         o.append(f'<line x1="{L}" y1="{y:.1f}" x2="{L + pw}" y2="{y:.1f}" stroke="#ddd"/>')
-        o.append(f'<text x="{L - 8}" y="{y + 4:.1f}" text-anchor="end">{d:g}</text>')
+        o.append(f'<text x="{L - 8}" y="{y + 4:.1f}" text-anchor="end">{d:,.0f}</text>')
         d *= 10
     for c in CONCURRENCY:
         x = x_of(c)
@@ -334,6 +342,13 @@ def main():
     with open(os.path.join(a.results, "resources.json")) as f:
         res = json.load(f)
     mach = machine()
+    # When, at which commit and under what load the runs were made (run.sh
+    # records it as the runs end), rather than when this report is drawn.
+    try:
+        with open(os.path.join(a.results, "run-info.json")) as f:
+            mach.update(json.load(f))
+    except (OSError, ValueError):
+        pass
     out, md = build(runs, res, mach, a.scale)
     with open(os.path.join(a.results, "results.json"), "w") as f:
         json.dump(out, f, indent=2)

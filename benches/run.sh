@@ -213,6 +213,13 @@ EOF
 cat "$OUT/resources.json"
 
 say "report"
+cat >"$OUT/run-info.json" <<EOF
+{
+  "date_utc": "$(date -u '+%Y-%m-%d %H:%M UTC')",
+  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+changes')",
+  "load_avg_1_5_15": "$(awk '{print $1 " / " $2 " / " $3}' /proc/loadavg)"
+}
+EOF
 WRITE_DOCS=1
 if [[ "$SCALE" != 1 && "${BENCH_WRITE_DOCS:-0}" != 1 ]]; then WRITE_DOCS=0; fi
 python3 "$ROOT/benches/report.py" --results "$OUT" --write-docs "$WRITE_DOCS" --scale "$SCALE"
