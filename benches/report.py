@@ -224,10 +224,10 @@ def build(runs, res, mach, scale):
     md.append("| | RSS | open fds | children |")
     md.append("|---|---:|---:|---:|")
     md.append(f"| idle, after start | {res['rss_idle_kib'] / 1024:.1f} MiB | {res['fds_idle']} | {res['children_idle']} |")
-    md.append(f"| after {res['requests_served_between']:,} requests at concurrency 64 (clients gone) | "
+    md.append(f"| with {res['sessions_open']:,} open sessions (pooled mode; their clients gone) | "
+              f"{res['rss_with_sessions_kib'] / 1024:.1f} MiB | {res['fds_with_sessions']} | |")
+    md.append(f"| then after {res['requests_served_between']:,} requests at concurrency 64 (clients gone) | "
               f"{res['rss_after_load_kib'] / 1024:.1f} MiB | {res['fds_after_load']} | {res['children_after_load']} |")
-    md.append(f"| with {res['sessions_open']:,} open sessions (pooled mode) | {res['rss_with_sessions_kib'] / 1024:.1f} MiB | "
-              f"{res['fds_with_sessions']} | |")
     md.append("")
     md.append(f"The two fixture processes together use {res['children_rss_kib'] / 1024:.1f} MiB; zombies after the run: {res['zombies']}.")
     md.append("")

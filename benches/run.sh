@@ -176,17 +176,18 @@ sleep 1
 RSS_IDLE=$(rss_kib "$PID")
 FDS_IDLE=$(fd_count "$PID")
 KIDS_IDLE=$(child_count "$PID")
+# Sessions first, so their memory is not hidden in what the load phase freed.
+http_load resources-sessions --open-sessions 1000 --keep-sessions --concurrency 8 --requests 1000
+sleep 1
+RSS_SESSIONS=$(rss_kib "$PID")
+FDS_SESSIONS=$(fd_count "$PID")
+SESSIONS_OPEN=$(metric stdiopool_sessions)
 N_LEAK=$(scaled 1000 100000)
 http_load resources-load --concurrency 64 --requests "$N_LEAK" --duration 60s
 sleep 1
 RSS_AFTER_LOAD=$(rss_kib "$PID")
 FDS_AFTER_LOAD=$(fd_count "$PID")
 KIDS_AFTER_LOAD=$(child_count "$PID")
-http_load resources-sessions --open-sessions 1000 --keep-sessions --concurrency 8 --requests 1000
-sleep 1
-RSS_SESSIONS=$(rss_kib "$PID")
-FDS_SESSIONS=$(fd_count "$PID")
-SESSIONS_OPEN=$(metric stdiopool_sessions)
 ZOMBIES=$(metric stdiopool_zombies)
 CHILD_RSS=0
 for k in $(pgrep -P "$PID" || true); do
