@@ -46,6 +46,10 @@ trap 'exit 130' INT TERM
 say() { printf '\n== %s\n' "$*"; }
 scaled() { python3 -c "import sys; print(max(int(sys.argv[2]), int(float(sys.argv[1]) * int(sys.argv[3]))))" "$SCALE" "$1" "$2"; }  # scaled MIN N
 
+for tool in cargo python3 curl pgrep awk; do
+    command -v "$tool" >/dev/null || { echo "benches/run.sh needs $tool on PATH" >&2; exit 1; }
+done
+
 say "build (release)"
 cargo build --release --bins
 
