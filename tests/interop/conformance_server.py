@@ -13,6 +13,9 @@ Built on the official Python SDK's low-level `Server` (mcp 2.x) so that
 results and elicitation schemas go on the wire exactly as written here.
 
 Run: `python conformance_server.py` (stdio; logs go to stderr only).
+`python conformance_server.py --http PORT` serves the same fixtures with the
+SDK's own Streamable HTTP transport on 127.0.0.1:PORT, the reference the
+proxied results are compared with (run.sh --self-test).
 """
 
 from __future__ import annotations
@@ -450,4 +453,11 @@ async def main() -> None:
 if __name__ == "__main__":
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     warnings.simplefilter("ignore", MCPDeprecationWarning)
-    anyio.run(main)
+    if len(sys.argv) == 3 and sys.argv[1] == "--http":
+        import uvicorn
+
+        uvicorn.run(build().streamable_http_app(), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    elif len(sys.argv) == 1:
+        anyio.run(main)
+    else:
+        sys.exit("usage: conformance_server.py [--http PORT]")

@@ -198,7 +198,8 @@ stop_cell() {
 client_cells() {
     local server="$1" mode="$2" url="$3" tool="$4" args="$5" want="$6"
     shift 6
-    local tag="${mode}-${server}"
+    local tag
+    tag="${mode}-${server}"
     run_cell "python Client(url) auto" "$server" "$mode" 120 "$out/$tag-py-client.log" \
         "$py" "$here/py_client.py" "$url" --path client --mode auto --tool "$tool" --args "$args" --expect "$want"
     run_cell "python ClientSession" "$server" "$mode" 120 "$out/$tag-py-session.log" \
@@ -217,7 +218,8 @@ selected() { [[ -z "${INTEROP_ONLY:-}" || "$INTEROP_ONLY" == "$1/$2" ]]; }
 
 # conformance_cell <mode> <url> <baseline-or-empty>
 conformance_cell() {
-    local mode="$1" url="$2" baseline="$3" log="$out/conformance-$mode.log"
+    local mode="$1" url="$2" baseline="$3"
+    local log="$out/conformance-$mode.log"
     local args=(server --url "$url" -o "$out/conformance-$mode")
     [[ -n "$baseline" ]] && args+=(--expected-failures "$baseline")
     echo "---- conformance suite ($mode): $node $conformance_js ${args[*]}"
@@ -228,7 +230,7 @@ conformance_cell() {
     local total
     total="$(grep -E '^Total: ' "$log" | tail -n 1)"
     if ((rc == 0)); then
-        record "conformance 0.1.16" "conformance_server.py" "$mode" ok "$total; failures only those in the baseline"
+        record "conformance 0.1.16" "conformance_server.py" "$mode" ok "$total${baseline:+; failures only those in the baseline}"
     else
         record "conformance 0.1.16" "conformance_server.py" "$mode" FAIL \
             "exit $rc: ${total:-no total line}; see $log"
@@ -253,6 +255,17 @@ if ((self_test)); then
     else
         record "conformance 0.1.16" everything-http direct FAIL "${total:-no total line}; see $log"
     fi
+
+    # The fixture server over the Python SDK's own Streamable HTTP transport: the reference the
+    # proxied conformance runs are compared with. Every scenario must pass here.
+    port="$(free_port)"
+    "$py" "$here/conformance_server.py" --http "$port" >"$out/self-test-fixture.log" 2>&1 &
+    own_pids+=("$!")
+    for _ in $(seq 100); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/mcp" && break; sleep 0.1; done
+    url="http://127.0.0.1:$port/mcp"
+    run_cell "python fixture_check" "conformance_server.py (SDK HTTP)" direct 120 "$out/direct-fixture-check.log" \
+        "$py" "$here/fixture_check.py" "$url"
+    conformance_cell direct "$url" ""
 else
     for mode in pooled session; do
         for server in everything time; do
