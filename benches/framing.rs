@@ -99,10 +99,20 @@ fn bench_input(c: &mut Criterion, name: &str, input: &[u8], frames: usize) {
     // 64 KiB reads, as from a pipe: includes copying into the buffer and the
     // incremental newline search across reads.
     group.bench_function("framing_only/64k_reads", |b| {
-        b.iter(|| assert_eq!(decode_all(RawLineCodec::new(DEFAULT_MAX_FRAME_BYTES), input, 64 * 1024), frames))
+        b.iter(|| {
+            assert_eq!(
+                decode_all(RawLineCodec::new(DEFAULT_MAX_FRAME_BYTES), input, 64 * 1024),
+                frames
+            )
+        })
     });
     group.bench_function("framing_and_parse/64k_reads", |b| {
-        b.iter(|| assert_eq!(decode_all(JsonRpcCodec::new(DEFAULT_MAX_FRAME_BYTES), input, 64 * 1024), frames))
+        b.iter(|| {
+            assert_eq!(
+                decode_all(JsonRpcCodec::new(DEFAULT_MAX_FRAME_BYTES), input, 64 * 1024),
+                frames
+            )
+        })
     });
     group.finish();
 }

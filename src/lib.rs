@@ -5,9 +5,12 @@
 //! `upstream → framing → jsonrpc`. See `docs/ARCHITECTURE.md`.
 
 pub mod accounting;
+pub mod config;
 pub mod framing;
 pub mod jsonrpc;
+pub mod metrics;
 pub mod pool;
+pub mod proxy;
 pub(crate) mod sync;
 pub mod upstream;
 

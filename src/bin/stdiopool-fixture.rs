@@ -166,6 +166,8 @@ struct Server {
     stdout: Mutex<std::io::Stdout>,
     next_id: AtomicU64,
     pending: Mutex<HashMap<String, mpsc::Sender<Value>>>,
+    /// `requestId`s of the `notifications/cancelled` received, in order.
+    cancelled: Mutex<Vec<Value>>,
 }
 
 impl Server {
@@ -175,6 +177,7 @@ impl Server {
             stdout: Mutex::new(std::io::stdout()),
             next_id: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
+            cancelled: Mutex::new(Vec::new()),
         }
     }
 
@@ -285,7 +288,20 @@ fn handle_line(server: &Arc<Server>, line: &[u8]) {
             let params = obj.get("params").cloned().unwrap_or(Value::Null);
             handle_request(server, id.clone(), method, params);
         }
-        // Notifications (initialized, cancelled, roots/list_changed...) need no answer.
+        (Some(Value::String(method)), None) if method == "notifications/cancelled" => {
+            let request_id = obj
+                .get("params")
+                .and_then(|p| p.get("requestId"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            server.log(&format!("cancelled request {request_id}"));
+            server
+                .cancelled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(request_id);
+        }
+        // Other notifications (initialized, roots/list_changed...) need no answer.
         (Some(Value::String(_)), None) => {}
         (None, Some(id)) if obj.contains_key("result") || obj.contains_key("error") => {
             let key = match id {
@@ -380,6 +396,18 @@ fn tool_list() -> Value {
         ),
         tool("pid", "Returns the server's process id.", json!({}), &[]),
         tool(
+            "cancellations",
+            "Returns the requestIds of the notifications/cancelled received so far.",
+            json!({}),
+            &[]
+        ),
+        tool(
+            "ping_client",
+            "Sends a ping request to the client and returns the answer.",
+            json!({}),
+            &[]
+        ),
+        tool(
             "notify",
             "Sends a notifications/message before the result.",
             json!({}),
@@ -434,6 +462,7 @@ fn call_tool(server: &Arc<Server>, id: Value, params: Value) {
         },
         "sleep" => match int_arg("ms") {
             Some(ms) => {
+                server.log(&format!("sleep {ms} ms for request {id}"));
                 let server = Arc::clone(server);
                 std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_millis(ms));
@@ -497,8 +526,23 @@ fn call_tool(server: &Arc<Server>, id: Value, params: Value) {
             }));
             server.reply(&id, text_result("notified"));
         }
-        "ask_roots" => {
-            let (req_id, rx) = server.request_client("roots/list", None);
+        "cancellations" => {
+            let ids = server
+                .cancelled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let mut result = text_result(Value::Array(ids.clone()).to_string());
+            result["structuredContent"] = json!({"cancelled": ids});
+            server.reply(&id, result);
+        }
+        "ask_roots" | "ping_client" => {
+            let method = if name == "ask_roots" {
+                "roots/list"
+            } else {
+                "ping"
+            };
+            let (req_id, rx) = server.request_client(method, None);
             let server = Arc::clone(server);
             std::thread::spawn(move || match server.await_client(req_id, &rx) {
                 Ok(answer) => {

@@ -158,6 +158,7 @@ impl<M: Manager> Shared<M> {
             waiting: st.queue.len(),
             max: self.config.max_size,
             closed: st.closed,
+            create_failing: st.failure.is_some(),
         }
     }
 

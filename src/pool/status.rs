@@ -18,6 +18,9 @@ pub struct Status {
     pub max: usize,
     /// Whether the pool is closed.
     pub closed: bool,
+    /// Whether the last `create` failed (no success since): a readiness
+    /// signal, together with `size`.
+    pub create_failing: bool,
 }
 
 /// What the pool has done since it was built.

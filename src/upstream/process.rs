@@ -309,6 +309,17 @@ impl StderrTail {
     }
 }
 
+/// Shared read access to a process's last stderr lines.
+#[derive(Debug, Clone)]
+pub struct StderrTailHandle(Arc<StderrTail>);
+
+impl StderrTailHandle {
+    /// The last lines the process wrote to stderr (at most [`STDERR_TAIL_LINES`]).
+    pub fn lines(&self) -> Vec<String> {
+        self.0.snapshot()
+    }
+}
+
 /// A running upstream process, leader of its own process group.
 ///
 /// Dropping it without [`stop`](Self::stop) stops it in the background.
@@ -446,6 +457,12 @@ impl ChildProcess {
     /// The last lines it wrote to stderr (at most [`STDERR_TAIL_LINES`]).
     pub fn stderr_tail(&self) -> Vec<String> {
         self.tail.snapshot()
+    }
+
+    /// A handle on the stderr tail that stays readable after this handle
+    /// has moved into a task (the connection's monitor owns the process).
+    pub fn stderr_tail_handle(&self) -> StderrTailHandle {
+        StderrTailHandle(Arc::clone(&self.tail))
     }
 
     /// How it ended, if it has; never blocks.

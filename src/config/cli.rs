@@ -1,0 +1,214 @@
+//! The command line as clap parses it (and, through clap's `env`, the
+//! `STDIOPOOL_*` environment variables).
+//!
+//! Invariant: every option has a `STDIOPOOL_*` variable and a documented
+//! default (checked by `tests/config.rs`); options whose default is
+//! overridable by the file carry clap defaults, and `resolve` asks clap where
+//! each value came from before letting the file override it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::values::{
+    OptionalCount, OptionalDuration, parse_duration, parse_optional_count, parse_optional_duration,
+    parse_size,
+};
+use super::{LogFormat, Mode};
+use crate::proxy::protocol_version::ProtocolVersion;
+
+fn default_pool_size() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .max(1)
+}
+
+const AFTER_HELP: &str = "\
+Every option can also be set by its STDIOPOOL_* environment variable or in the \
+TOML file given by --config (keys are the long option names in snake_case, e.g. \
+pool_size = 8, request_timeout = \"30s\", env = { KEY = \"VALUE\" }, \
+command = [\"npx\", \"-y\", \"server\"]). Precedence: command line > environment > \
+config file > default. Durations: 30s, 2m, 1h 30m, or seconds. Sizes: 4MiB, 512KiB, \
+1MB, or bytes. See docs/PROXY.md.";
+
+/// Command-line arguments as clap parses them. Use [`Config::load`] rather
+/// than this: it applies the config file and validates.
+#[derive(Debug, Parser)]
+#[command(
+    name = "stdiopool",
+    version,
+    about = "Serve a stdio MCP server over MCP Streamable HTTP with a pool of warm, reused processes",
+    override_usage = "stdiopool [OPTIONS] -- <COMMAND> [ARGS]...\n       stdiopool [OPTIONS] --demo\n       stdiopool --config stdiopool.toml",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// TOML config file (keys: long option names in snake_case). [default: none]
+    #[arg(long, env = "STDIOPOOL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on (IP:PORT). Keep it on loopback unless the endpoint is protected.
+    #[arg(
+        long,
+        env = "STDIOPOOL_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: String,
+
+    /// Path of the MCP endpoint.
+    #[arg(
+        long,
+        env = "STDIOPOOL_PATH",
+        value_name = "PATH",
+        default_value = "/mcp"
+    )]
+    pub path: String,
+
+    /// pooled: each request borrows a warm process; session: each MCP session owns one.
+    #[arg(long, env = "STDIOPOOL_MODE", value_enum, default_value_t = Mode::Pooled)]
+    pub mode: Mode,
+
+    /// Most server processes alive at once [default: number of CPUs].
+    #[arg(long, env = "STDIOPOOL_POOL_SIZE", value_name = "N", default_value_t = default_pool_size(), hide_default_value = true)]
+    pub pool_size: usize,
+
+    /// Idle processes kept warm (≤ --pool-size).
+    #[arg(
+        long,
+        visible_alias = "pool-min-idle",
+        env = "STDIOPOOL_MIN_IDLE",
+        value_name = "N",
+        default_value_t = 1
+    )]
+    pub min_idle: usize,
+
+    /// Requests one process serves before it is replaced (pooled mode; a session-mode process serves one session).
+    #[arg(long, env = "STDIOPOOL_MAX_USES", value_name = "N|unlimited", value_parser = parse_optional_count, default_value = "unlimited")]
+    pub max_uses: OptionalCount,
+
+    /// Replace a process older than this (or none).
+    #[arg(long, env = "STDIOPOOL_MAX_LIFETIME", value_name = "DURATION", value_parser = parse_optional_duration, default_value = "none")]
+    pub max_lifetime: OptionalDuration,
+
+    /// Stop an idle process above --min-idle after this long unused (or none).
+    #[arg(long, env = "STDIOPOOL_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_optional_duration, default_value = "10m")]
+    pub idle_timeout: OptionalDuration,
+
+    /// Spawning a process plus its initialize handshake must finish within this.
+    #[arg(long, env = "STDIOPOOL_CREATE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub create_timeout: Duration,
+
+    /// A request unanswered this long gets a JSON-RPC error and is cancelled upstream.
+    #[arg(long, env = "STDIOPOOL_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub request_timeout: Duration,
+
+    /// How long a request waits for a free process before 503 + Retry-After.
+    #[arg(long, env = "STDIOPOOL_WAIT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub wait_timeout: Duration,
+
+    /// End a session idle this long (session mode: its process is destroyed).
+    #[arg(long, env = "STDIOPOOL_SESSION_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub session_idle_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, time in-flight requests get before processes are stopped.
+    #[arg(long, env = "STDIOPOOL_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub shutdown_grace: Duration,
+
+    /// Each wait of the stop sequence: close stdin, wait, SIGTERM, wait, SIGKILL.
+    #[arg(long, env = "STDIOPOOL_STOP_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub stop_timeout: Duration,
+
+    /// Interval of SSE keep-alive comments (or none).
+    #[arg(long, env = "STDIOPOOL_SSE_KEEP_ALIVE", value_name = "DURATION", value_parser = parse_optional_duration, default_value = "15s")]
+    pub sse_keep_alive: OptionalDuration,
+
+    /// Largest POST body (413 above it).
+    #[arg(long, env = "STDIOPOOL_MAX_BODY", value_name = "SIZE", value_parser = parse_size, default_value = "4MiB")]
+    pub max_body: u64,
+
+    /// Largest line a server may write on stdout.
+    #[arg(long, env = "STDIOPOOL_MAX_FRAME", value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
+    pub max_frame: u64,
+
+    /// Set a variable in the server's environment (repeatable; STDIOPOOL_ENV holds a single KEY=VALUE). [default: none]
+    #[arg(long = "env", env = "STDIOPOOL_ENV", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Remove a variable from the inherited environment (repeatable or comma-separated). [default: none]
+    #[arg(
+        long,
+        env = "STDIOPOOL_UNSET_ENV",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    pub unset_env: Vec<String>,
+
+    /// Working directory of the server processes. [default: the proxy's]
+    #[arg(long, env = "STDIOPOOL_CWD", value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+
+    /// Allow this Origin besides loopback ones, with CORS (repeatable or comma-separated; `*`: any). [default: none]
+    #[arg(
+        long,
+        env = "STDIOPOOL_ALLOWED_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origin: Vec<String>,
+
+    /// Allow this Host besides loopback names (repeatable or comma-separated; `*`: any). [default: none; any host when listening off loopback]
+    #[arg(
+        long,
+        env = "STDIOPOOL_ALLOWED_HOST",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    pub allowed_host: Vec<String>,
+
+    /// Require `Authorization: Bearer <token>`, the token read from this file. [default: no auth]
+    #[arg(long, env = "STDIOPOOL_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, env = "STDIOPOOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter in RUST_LOG syntax.
+    #[arg(
+        long,
+        env = "STDIOPOOL_LOG",
+        value_name = "FILTER",
+        default_value = "info"
+    )]
+    pub log_filter: String,
+
+    /// MCP version used to initialize pooled processes (2025-11-25, 2025-06-18 or 2025-03-26).
+    #[arg(long, env = "STDIOPOOL_PROTOCOL_VERSION", value_name = "VERSION", default_value = ProtocolVersion::LATEST.as_str())]
+    pub protocol_version: String,
+
+    /// Name of the server in logs. [default: the command's file name]
+    #[arg(long, env = "STDIOPOOL_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Run in front of the bundled fixture server instead of a command. [default: off]
+    #[arg(long, env = "STDIOPOOL_DEMO")]
+    pub demo: bool,
+
+    /// The stdio MCP server to run, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,309 @@
+//! Configuration: the command line (clap), `STDIOPOOL_*` environment
+//! variables, an optional TOML file, and the validated [`Config`] the rest of
+//! the program uses.
+//!
+//! Precedence, per setting: **command line > environment variable > config
+//! file > built-in default**. A list (`--env`, `--unset-env`,
+//! `--allowed-origin`, `--allowed-host`) given at a higher layer replaces the
+//! lower layer's list; lists are not merged. The server to run (`--demo` or a
+//! command after `--`) is one setting: the highest layer that names either
+//! decides, and naming both in one layer is an error.
+//!
+//! Invariant: a [`Config`] only exists if every check in [`ConfigError`]
+//! passed, so the rest of the program never re-validates it.
+
+mod cli;
+mod file;
+mod resolve;
+mod values;
+
+pub use cli::Cli;
+pub use values::{
+    OptionalCount, OptionalDuration, parse_duration, parse_optional_count, parse_optional_duration,
+    parse_size,
+};
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, ValueEnum};
+use serde::Deserialize;
+
+use crate::proxy::auth::{BadToken, BearerToken};
+use crate::proxy::origin::OriginRuleError;
+use crate::proxy::protocol_version::{ProtocolVersion, UnsupportedVersion};
+use file::FileConfig;
+
+/// The ops endpoints; the MCP path may not shadow them.
+pub const RESERVED_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// How requests map to server processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Each request borrows a warm process and returns it (stateless servers).
+    Pooled,
+    /// Each MCP session owns a process for its lifetime (stateful servers).
+    Session,
+}
+
+/// Log line format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What to run as the MCP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerCommand {
+    /// The bundled fixture server (`--demo`).
+    Demo,
+    /// A program and its arguments, run without a shell.
+    Exec {
+        /// The program (looked up in `PATH` when it has no `/`).
+        program: OsString,
+        /// Its arguments.
+        args: Vec<OsString>,
+    },
+}
+
+/// How server processes are started and stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// What to run.
+    pub command: ServerCommand,
+    /// Variables set in the child's environment (after `unset_env`).
+    pub env: Vec<(OsString, OsString)>,
+    /// Variables removed from the inherited environment.
+    pub unset_env: Vec<OsString>,
+    /// Working directory; `None`: the proxy's.
+    pub cwd: Option<PathBuf>,
+    /// Each wait of the stop sequence: after closing stdin, then after SIGTERM.
+    pub stop_timeout: Duration,
+    /// Name used in logs (`--name`, else the program's file name, `demo` for `--demo`).
+    pub name: String,
+}
+
+/// Pool sizing and retirement; field names match the pool's own configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most processes alive at once. ≥ 1.
+    pub max_size: usize,
+    /// Idle processes kept warm. ≤ `max_size`.
+    pub min_idle: usize,
+    /// Requests one process serves before it is replaced (pooled mode; in
+    /// session mode a process serves one session). `None`: unlimited.
+    pub max_uses: Option<u64>,
+    /// A process older than this is replaced. `None`: never.
+    pub max_lifetime: Option<Duration>,
+    /// An idle process above `min_idle` unused this long is stopped. `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Spawn plus `initialize` handshake must finish within this.
+    pub create_timeout: Duration,
+    /// How long a request waits for a free process before 503.
+    pub wait_timeout: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Path of the MCP endpoint (starts with `/`).
+    pub path: String,
+    /// Pooled or session mode.
+    pub mode: Mode,
+    /// Pool settings.
+    pub pool: PoolSettings,
+    /// A request unanswered this long gets a JSON-RPC error; the server gets
+    /// `notifications/cancelled`.
+    pub request_timeout: Duration,
+    /// A session idle this long is ended (its process destroyed in session mode).
+    pub session_idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, in-flight requests get this long before processes are stopped.
+    pub shutdown_grace: Duration,
+    /// Interval of SSE keep-alive comments. `None`: off.
+    pub sse_keep_alive: Option<Duration>,
+    /// Largest POST body, bytes.
+    pub max_body: usize,
+    /// Largest line a server may write on stdout, bytes.
+    pub max_frame: usize,
+    /// The server to run and its environment.
+    pub server: ServerSpec,
+    /// Extra allowed `Origin`s, normalised (`*`: any).
+    pub allowed_origins: Vec<String>,
+    /// Extra allowed `Host` names, normalised (`*`: any).
+    pub allowed_hosts: Vec<String>,
+    /// Bearer token required on the MCP endpoint, when set.
+    pub auth_token: Option<BearerToken>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives (`RUST_LOG` syntax).
+    pub log_filter: String,
+    /// Version used to initialize pooled processes and offered to clients.
+    pub protocol_version: ProtocolVersion,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Command-line or environment parsing failed, or `--help` / `--version`
+    /// was asked for: call `exit()` on it to print and exit as clap does.
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key or a bad value.
+    #[error("invalid config file {path}: {message}")]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message (names the key and line).
+        message: String,
+    },
+    /// `listen` is not `IP:PORT`.
+    #[error(
+        "invalid listen address {value:?}: expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080"
+    )]
+    InvalidListen {
+        /// What was given.
+        value: String,
+    },
+    /// `path` does not start with `/`, holds `?`/`#`/whitespace, or shadows an ops endpoint.
+    #[error("invalid MCP path {value:?}: {reason}")]
+    InvalidPath {
+        /// What was given.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// `pool_size` is 0.
+    #[error("pool size must be at least 1")]
+    PoolSizeZero,
+    /// `min_idle` is larger than `pool_size`.
+    #[error("min idle ({min_idle}) must not exceed pool size ({pool_size})")]
+    MinIdleAbovePoolSize {
+        /// Given min idle.
+        min_idle: usize,
+        /// Given pool size.
+        pool_size: usize,
+    },
+    /// `max_uses` is 0.
+    #[error("max uses must be at least 1 (or \"unlimited\")")]
+    MaxUsesZero,
+    /// Neither a command nor `--demo`.
+    #[error(
+        "no server command: give one after `--` (stdiopool [OPTIONS] -- <command> [args...]) or use --demo"
+    )]
+    MissingCommand,
+    /// Both `--demo` and a command in the same layer.
+    #[error("--demo and a server command are mutually exclusive")]
+    DemoWithCommand,
+    /// `protocol_version` is not supported.
+    #[error(transparent)]
+    UnsupportedProtocolVersion(#[from] UnsupportedVersion),
+    /// The auth token file cannot be read.
+    #[error("cannot read auth token file {path}: {source}")]
+    AuthTokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The auth token file's contents are not a usable token.
+    #[error("unusable auth token in {path}: {source}")]
+    AuthToken {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: BadToken,
+    },
+    /// An `--env` entry is not `KEY=VALUE` with a non-empty key.
+    #[error(
+        "invalid --env entry {entry:?}: expected KEY=VALUE with a non-empty KEY without '=' or NUL"
+    )]
+    InvalidEnv {
+        /// What was given.
+        entry: String,
+    },
+    /// An `--unset-env` entry is empty or holds `=` / NUL.
+    #[error("invalid --unset-env entry {entry:?}")]
+    InvalidUnsetEnv {
+        /// What was given.
+        entry: String,
+    },
+    /// An `--allowed-origin` / `--allowed-host` entry is malformed.
+    #[error(transparent)]
+    InvalidOriginRule(#[from] OriginRuleError),
+    /// A timeout that must be positive is zero.
+    #[error("{option} must be greater than zero")]
+    ZeroDuration {
+        /// The option.
+        option: &'static str,
+    },
+    /// A size that must be positive is zero, or does not fit in memory.
+    #[error("{option} must be between 1 byte and {max} bytes")]
+    BadSize {
+        /// The option.
+        option: &'static str,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// `cwd` is not a directory.
+    #[error("working directory {path} is not a directory")]
+    CwdNotDirectory {
+        /// The path.
+        path: PathBuf,
+    },
+}
+
+impl Config {
+    /// Parses the process's arguments and environment, reads `--config`, and validates.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// As [`Config::load`] with explicit arguments (the first is the program
+    /// name). The environment is still the process's.
+    pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        let file = match &cli.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        resolve::resolve(cli, &matches, file)
+    }
+
+    /// As [`Config::load_from`], with the config file's contents given as text
+    /// (`origin` names it in errors). Any `--config` argument is ignored.
+    pub fn load_from_with_file<I, T>(
+        args: I,
+        file_text: &str,
+        origin: &Path,
+    ) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        resolve::resolve(cli, &matches, FileConfig::parse(file_text, origin)?)
+    }
+}

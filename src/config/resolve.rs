@@ -1,0 +1,271 @@
+//! Resolution and validation: merges command line, environment, file and
+//! defaults (in that precedence) into a [`Config`], refusing anything invalid.
+//!
+//! Invariant: every check of [`ConfigError`] runs here, once; a `Config`
+//! that leaves this module is valid.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+
+use super::cli::Cli;
+use super::file::FileConfig;
+use super::{Config, ConfigError, PoolSettings, RESERVED_PATHS, ServerCommand, ServerSpec};
+use crate::proxy::auth::BearerToken;
+use crate::proxy::origin::{parse_allowed_host, parse_allowed_origin};
+use crate::proxy::protocol_version::ProtocolVersion;
+
+/// Whether the value of clap argument `id` came from the command line or the
+/// environment (as opposed to clap's default or nowhere).
+fn explicit(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Config, ConfigError> {
+    // CLI/env when given there, else the file, else clap's default.
+    macro_rules! pick {
+        ($field:ident) => {
+            if explicit(m, stringify!($field)) {
+                cli.$field
+            } else {
+                file.$field.unwrap_or(cli.$field)
+            }
+        };
+    }
+    macro_rules! pick_opt {
+        ($field:ident) => {
+            if explicit(m, stringify!($field)) {
+                cli.$field
+            } else {
+                file.$field.or(cli.$field)
+            }
+        };
+    }
+
+    let listen_text = pick!(listen);
+    let listen =
+        listen_text
+            .trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| ConfigError::InvalidListen {
+                value: listen_text.clone(),
+            })?;
+
+    let path = pick!(path);
+    validate_path(&path)?;
+
+    let pool_size = pick!(pool_size);
+    let min_idle = pick!(min_idle);
+    if pool_size == 0 {
+        return Err(ConfigError::PoolSizeZero);
+    }
+    if min_idle > pool_size {
+        return Err(ConfigError::MinIdleAbovePoolSize {
+            min_idle,
+            pool_size,
+        });
+    }
+    let max_uses = pick!(max_uses).0;
+    if max_uses == Some(0) {
+        return Err(ConfigError::MaxUsesZero);
+    }
+
+    let create_timeout = nonzero(pick!(create_timeout), "create timeout")?;
+    let request_timeout = nonzero(pick!(request_timeout), "request timeout")?;
+    let session_idle_timeout = nonzero(pick!(session_idle_timeout), "session idle timeout")?;
+    let sse_keep_alive = pick!(sse_keep_alive).0;
+    if sse_keep_alive == Some(Duration::ZERO) {
+        return Err(ConfigError::ZeroDuration {
+            option: "sse keep-alive",
+        });
+    }
+
+    let max_body = size(pick!(max_body), "max body")?;
+    let max_frame = size(pick!(max_frame), "max frame")?;
+
+    let protocol_version: ProtocolVersion = pick!(protocol_version).trim().parse()?;
+
+    // The server is one setting: the highest layer naming demo or a command decides.
+    let cli_server = explicit(m, "demo") || !cli.command.is_empty();
+    let (demo, command) = if cli_server {
+        (cli.demo, cli.command)
+    } else {
+        let file_command: Vec<OsString> = file
+            .command
+            .unwrap_or_default()
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        (file.demo.unwrap_or(false), file_command)
+    };
+    let command = match (demo, command.split_first()) {
+        (true, Some(_)) => return Err(ConfigError::DemoWithCommand),
+        (true, None) => ServerCommand::Demo,
+        (false, None) => return Err(ConfigError::MissingCommand),
+        (false, Some((program, args))) => ServerCommand::Exec {
+            program: program.clone(),
+            args: args.to_vec(),
+        },
+    };
+
+    let env_entries: Vec<String> = if explicit(m, "env") {
+        cli.env
+    } else if let Some(table) = file.env {
+        table.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    } else {
+        Vec::new()
+    };
+    let env = env_entries
+        .iter()
+        .map(|e| parse_env_entry(e))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let unset_env = pick_list(m, "unset_env", cli.unset_env, file.unset_env);
+    for key in &unset_env {
+        if key.is_empty() || key.contains(['=', '\0']) {
+            return Err(ConfigError::InvalidUnsetEnv { entry: key.clone() });
+        }
+    }
+
+    let cwd = pick_opt!(cwd);
+    if let Some(dir) = &cwd {
+        if !dir.is_dir() {
+            return Err(ConfigError::CwdNotDirectory { path: dir.clone() });
+        }
+    }
+
+    let allowed_origins = pick_list(m, "allowed_origin", cli.allowed_origin, file.allowed_origin)
+        .iter()
+        .map(|o| parse_allowed_origin(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let allowed_hosts = pick_list(m, "allowed_host", cli.allowed_host, file.allowed_host)
+        .iter()
+        .map(|h| parse_allowed_host(h))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let auth_token = match pick_opt!(auth_token_file) {
+        None => None,
+        Some(path) => Some(read_token(&path)?),
+    };
+
+    let name = pick_opt!(name).unwrap_or_else(|| match &command {
+        ServerCommand::Demo => "demo".to_owned(),
+        ServerCommand::Exec { program, .. } => Path::new(program)
+            .file_name()
+            .unwrap_or(program.as_os_str())
+            .to_string_lossy()
+            .into_owned(),
+    });
+
+    Ok(Config {
+        listen,
+        path,
+        mode: pick!(mode),
+        pool: PoolSettings {
+            max_size: pool_size,
+            min_idle,
+            max_uses,
+            max_lifetime: pick!(max_lifetime).0,
+            idle_timeout: pick!(idle_timeout).0,
+            create_timeout,
+            wait_timeout: pick!(wait_timeout),
+        },
+        request_timeout,
+        session_idle_timeout,
+        shutdown_grace: pick!(shutdown_grace),
+        sse_keep_alive,
+        max_body,
+        max_frame,
+        server: ServerSpec {
+            command,
+            env,
+            unset_env: unset_env.into_iter().map(OsString::from).collect(),
+            cwd,
+            stop_timeout: pick!(stop_timeout),
+            name,
+        },
+        allowed_origins,
+        allowed_hosts,
+        auth_token,
+        log_format: pick!(log_format),
+        log_filter: pick!(log_filter),
+        protocol_version,
+    })
+}
+
+fn pick_list(m: &ArgMatches, id: &str, cli: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {
+    if explicit(m, id) {
+        cli
+    } else {
+        file.unwrap_or_default()
+    }
+}
+
+fn nonzero(d: Duration, option: &'static str) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError::ZeroDuration { option })
+    } else {
+        Ok(d)
+    }
+}
+
+fn size(bytes: u64, option: &'static str) -> Result<usize, ConfigError> {
+    // Bounded well below usize::MAX so limits can be added to without overflow.
+    const MAX: u64 = 1 << 40;
+    match usize::try_from(bytes) {
+        Ok(n) if bytes > 0 && bytes <= MAX => Ok(n),
+        _ => Err(ConfigError::BadSize { option, max: MAX }),
+    }
+}
+
+fn validate_path(path: &str) -> Result<(), ConfigError> {
+    let bad = |reason| {
+        Err(ConfigError::InvalidPath {
+            value: path.to_owned(),
+            reason,
+        })
+    };
+    if !path.starts_with('/') {
+        return bad("it must start with '/'");
+    }
+    if path.contains(['?', '#']) || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("it must not contain '?', '#', whitespace or control characters");
+    }
+    if path == "/" {
+        // The ops endpoints live under `/`; a catch-all would shadow them.
+        return bad("it must not be '/' alone");
+    }
+    if RESERVED_PATHS.contains(&path.trim_end_matches('/')) {
+        return bad("it is one of the ops endpoints /healthz, /readyz, /metrics");
+    }
+    Ok(())
+}
+
+fn parse_env_entry(entry: &str) -> Result<(OsString, OsString), ConfigError> {
+    match entry.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !key.contains('\0') && !value.contains('\0') => {
+            Ok((OsString::from(key), OsString::from(value)))
+        }
+        _ => Err(ConfigError::InvalidEnv {
+            entry: entry.to_owned(),
+        }),
+    }
+}
+
+fn read_token(path: &Path) -> Result<BearerToken, ConfigError> {
+    let contents = std::fs::read_to_string(path).map_err(|source| ConfigError::AuthTokenFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    BearerToken::from_file_contents(&contents).map_err(|source| ConfigError::AuthToken {
+        path: path.to_owned(),
+        source,
+    })
+}

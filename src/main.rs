@@ -1,0 +1,111 @@
+//! `stdiopool`: serve a stdio MCP server over MCP Streamable HTTP from a pool
+//! of warm, reused server processes. Thin: parse the configuration, set up
+//! logging, start the proxy, serve until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use stdiopool::config::{Config, ConfigError, LogFormat, Mode};
+use stdiopool::proxy::Proxy;
+use stdiopool::upstream::process::become_subreaper;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(ConfigError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("stdiopool: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stdiopool: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stdiopool: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    // Grandchildren orphaned when a wrapper (npx → node) dies are re-parented
+    // to us, so the stop sequence can reap them.
+    if let Err(e) = become_subreaper() {
+        tracing::warn!(error = %e, "could not become a child subreaper; orphaned grandchildren may be reaped by init instead");
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let (path, mode, pool_size) = (config.path.clone(), config.mode, config.pool.max_size);
+    let server_name = config.server.name.clone();
+    let proxy = Proxy::start(config).await?;
+    let info = proxy.server_info();
+    let upstream = info
+        .pointer("/serverInfo/name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown");
+    println!(
+        "stdiopool {} serving `{server_name}` (MCP server \"{upstream}\", {} mode, up to {pool_size} processes)\n\
+         connect an MCP client to: http://{address}{path}\n\
+         health: http://{address}/healthz  metrics: http://{address}/metrics",
+        env!("CARGO_PKG_VERSION"),
+        match mode {
+            Mode::Pooled => "pooled",
+            Mode::Session => "session",
+        },
+    );
+    let report = proxy.serve(listener, shutdown_signal()).await?;
+    if report.stops_left > 0 {
+        tracing::warn!(
+            stops_left = report.stops_left,
+            "some server processes were still stopping at exit"
+        );
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

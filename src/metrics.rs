@@ -1,0 +1,508 @@
+//! Prometheus metrics: request counters and latency recorded by the proxy,
+//! plus pool, process and fd/zombie state read at scrape time from a
+//! [`MetricsSource`] the binary supplies.
+//!
+//! Invariants:
+//! - label values are bounded: the `method` label is a known MCP method name
+//!   or `other` (client-chosen method names never create new series), the
+//!   `outcome` label is an [`Outcome`];
+//! - state (gauges, pool and process counters) is never copied into the
+//!   registry between scrapes: it is read once per scrape through
+//!   [`MetricsSource::snapshot`], so a scrape never shows a stale pool.
+//!
+//! Exposition: Prometheus text format 0.0.4 ([`Metrics::encode`]). The
+//! reference of every family is in `docs/PROXY.md`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds (seconds) of the latency histogram: 0.5 ms to 2 min, wide
+/// enough for a warm native server and a slow tool call alike.
+pub const LATENCY_BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0,
+];
+
+/// MCP methods that get their own `method` label value; any other is `other`.
+pub const KNOWN_METHODS: [&str; 25] = [
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "notifications/message",
+    "server/discover",
+    "sampling/createMessage",
+    "elicitation/create",
+];
+
+/// `method` label for a client response to a server request.
+pub const METHOD_RESPONSE: &str = "response";
+/// `method` label for a body that was refused before a method could be read.
+pub const METHOD_INVALID: &str = "invalid";
+/// `method` label for a method name not in [`KNOWN_METHODS`].
+pub const METHOD_OTHER: &str = "other";
+/// `method` label for the GET stream.
+pub const METHOD_GET_STREAM: &str = "GET";
+/// `method` label for DELETE (end of session).
+pub const METHOD_DELETE: &str = "DELETE";
+
+/// The bounded `method` label for a JSON-RPC method name.
+pub fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or(METHOD_OTHER)
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Answered with a result (or 202 for a notification / response).
+    Ok,
+    /// Answered with a JSON-RPC error from the server.
+    Error,
+    /// Refused at the transport level (4xx), nothing reached a child.
+    Rejected,
+    /// No free process within the wait timeout (503).
+    Unavailable,
+    /// The request timed out; the server was sent `notifications/cancelled`.
+    Timeout,
+    /// The server process crashed or broke the stream mid-request.
+    UpstreamFailed,
+    /// The client went away before the answer.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Rejected => "rejected",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Timeout => "timeout",
+            Outcome::UpstreamFailed => "upstream_failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+/// Pool state and lifetime counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolSnapshot {
+    /// Processes alive (idle + in use + being created).
+    pub size: u64,
+    /// Idle processes.
+    pub idle: u64,
+    /// Processes checked out or being created.
+    pub in_use: u64,
+    /// Requests waiting for a process.
+    pub waiting: u64,
+    /// Configured maximum.
+    pub max: u64,
+    /// Processes created (spawned and initialized).
+    pub created: u64,
+    /// Processes destroyed (all paths).
+    pub destroyed: u64,
+    /// Successful health checks on checkout.
+    pub recycled: u64,
+    /// Processes destroyed because they were broken.
+    pub broken: u64,
+    /// Processes retired by max uses / max lifetime / idle timeout.
+    pub retired: u64,
+    /// Failed creations.
+    pub create_failures: u64,
+    /// Waits for a process that timed out.
+    pub wait_timeouts: u64,
+}
+
+/// Process lifecycle counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessSnapshot {
+    /// Processes spawned.
+    pub spawned: u64,
+    /// Processes that exited, by cause (e.g. `exit`, `signal`, `killed`,
+    /// `spawn_failed`); the causes are the upstream layer's fixed set.
+    pub exited: Vec<(Cow<'static, str>, u64)>,
+    /// Processes spawned to replace one that died unexpectedly.
+    pub restarts: u64,
+    /// Processes alive now.
+    pub live: u64,
+}
+
+/// Everything read at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The pool.
+    pub pool: PoolSnapshot,
+    /// Server processes.
+    pub processes: ProcessSnapshot,
+    /// Open MCP sessions.
+    pub sessions: u64,
+    /// Open file descriptors of the proxy (`None` if unknown).
+    pub open_fds: Option<u64>,
+    /// `RLIMIT_NOFILE` soft limit (`None` if unknown).
+    pub fd_limit: Option<u64>,
+    /// Zombie children not yet reaped.
+    pub zombies: u64,
+}
+
+/// Supplies the state read at each scrape. Closures returning a [`Snapshot`] qualify.
+pub trait MetricsSource: Send + Sync + 'static {
+    /// The state now. Called once per scrape; keep it cheap.
+    fn snapshot(&self) -> Snapshot;
+}
+
+impl<F> MetricsSource for F
+where
+    F: Fn() -> Snapshot + Send + Sync + 'static,
+{
+    fn snapshot(&self) -> Snapshot {
+        self()
+    }
+}
+
+type SharedSource = Arc<RwLock<Option<Arc<dyn MetricsSource>>>>;
+
+/// The scrape-time collector: encodes a fresh snapshot each time.
+struct SnapshotCollector {
+    source: SharedSource,
+}
+
+impl fmt::Debug for SnapshotCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotCollector").finish_non_exhaustive()
+    }
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let g = ConstGauge::new(value);
+    g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let c = ConstCounter::new(value);
+    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let source = match self.source.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let Some(source) = source else {
+            return Ok(());
+        };
+        let s = source.snapshot();
+        let e = &mut enc;
+
+        let p = &s.pool;
+        gauge(
+            e,
+            "stdiopool_pool_size",
+            "Server processes alive (idle + in use + being created)",
+            p.size,
+        )?;
+        gauge(e, "stdiopool_pool_idle", "Idle server processes", p.idle)?;
+        gauge(
+            e,
+            "stdiopool_pool_in_use",
+            "Server processes checked out or being created",
+            p.in_use,
+        )?;
+        gauge(
+            e,
+            "stdiopool_pool_waiting",
+            "Requests waiting for a server process",
+            p.waiting,
+        )?;
+        gauge(
+            e,
+            "stdiopool_pool_max",
+            "Most server processes allowed at once",
+            p.max,
+        )?;
+        counter(
+            e,
+            "stdiopool_pool_created",
+            "Server processes created",
+            p.created,
+        )?;
+        counter(
+            e,
+            "stdiopool_pool_destroyed",
+            "Server processes destroyed",
+            p.destroyed,
+        )?;
+        counter(
+            e,
+            "stdiopool_pool_recycled",
+            "Successful health checks on checkout",
+            p.recycled,
+        )?;
+        counter(
+            e,
+            "stdiopool_pool_broken",
+            "Server processes destroyed because they were broken",
+            p.broken,
+        )?;
+        counter(
+            e,
+            "stdiopool_pool_retired",
+            "Server processes retired by max uses, max lifetime or idle timeout",
+            p.retired,
+        )?;
+        counter(
+            e,
+            "stdiopool_pool_create_failures",
+            "Failed server process creations",
+            p.create_failures,
+        )?;
+        counter(
+            e,
+            "stdiopool_pool_wait_timeouts",
+            "Waits for a server process that timed out",
+            p.wait_timeouts,
+        )?;
+
+        let pr = &s.processes;
+        counter(
+            e,
+            "stdiopool_process_spawned",
+            "Server processes spawned",
+            pr.spawned,
+        )?;
+        {
+            let c = ConstCounter::new(0u64);
+            let mut family = e.encode_descriptor(
+                "stdiopool_process_exited",
+                "Server processes that exited, by cause",
+                None,
+                c.metric_type(),
+            )?;
+            for (cause, count) in &pr.exited {
+                let labels = [("cause", cause.as_ref())];
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        counter(
+            e,
+            "stdiopool_process_restarts",
+            "Server processes spawned to replace one that died",
+            pr.restarts,
+        )?;
+        gauge(
+            e,
+            "stdiopool_process_live",
+            "Server processes alive now",
+            pr.live,
+        )?;
+
+        gauge(e, "stdiopool_sessions", "Open MCP sessions", s.sessions)?;
+        if let Some(fds) = s.open_fds {
+            gauge(
+                e,
+                "stdiopool_open_fds",
+                "Open file descriptors of the proxy",
+                fds,
+            )?;
+        }
+        if let Some(limit) = s.fd_limit {
+            gauge(
+                e,
+                "stdiopool_fd_limit",
+                "Soft limit on open file descriptors (RLIMIT_NOFILE)",
+                limit,
+            )?;
+        }
+        gauge(
+            e,
+            "stdiopool_zombies",
+            "Zombie child processes not yet reaped",
+            s.zombies,
+        )?;
+        Ok(())
+    }
+}
+
+/// The registry and the metrics the proxy records directly.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    source: SharedSource,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered; pool and process families
+    /// appear once [`Metrics::set_source`] is called.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "stdiopool_requests",
+            "MCP requests handled, by JSON-RPC method and outcome",
+            requests.clone(),
+        );
+        let duration: Family<MethodLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "stdiopool_request_duration",
+            "Time from receiving a request to its answer, by JSON-RPC method",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let info = ConstGaugeInfo;
+        registry.register_collector(Box::new(info));
+        let source: SharedSource = Arc::new(RwLock::new(None));
+        registry.register_collector(Box::new(SnapshotCollector {
+            source: source.clone(),
+        }));
+        Metrics {
+            registry,
+            requests,
+            duration,
+            source,
+        }
+    }
+
+    /// Sets (or replaces) what scrape-time state is read from.
+    pub fn set_source(&self, source: Arc<dyn MetricsSource>) {
+        match self.source.write() {
+            Ok(mut slot) => *slot = Some(source),
+            Err(poisoned) => *poisoned.into_inner() = Some(source),
+        }
+    }
+
+    /// Records one request. `method` goes through [`method_label`] unless it
+    /// is already one of the `METHOD_*` constants.
+    pub fn observe_request(&self, method: &str, outcome: Outcome, elapsed: Duration) {
+        let method = match method {
+            METHOD_RESPONSE => METHOD_RESPONSE,
+            METHOD_INVALID => METHOD_INVALID,
+            METHOD_GET_STREAM => METHOD_GET_STREAM,
+            METHOD_DELETE => METHOD_DELETE,
+            other => method_label(other),
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// `stdiopool_build_info{version}` 1.
+#[derive(Debug)]
+struct ConstGaugeInfo;
+
+impl Collector for ConstGaugeInfo {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let g = ConstGauge::new(1i64);
+        let mut family = enc.encode_descriptor(
+            "stdiopool_build_info",
+            "Build information; the value is always 1",
+            None,
+            MetricType::Gauge,
+        )?;
+        g.encode(family.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label("tools/call"), "tools/call");
+        assert_eq!(method_label("x/../../evil"), METHOD_OTHER);
+        assert_eq!(method_label(""), METHOD_OTHER);
+    }
+
+    #[test]
+    fn no_source_means_no_pool_families() {
+        let m = Metrics::new();
+        let text = m.encode().unwrap();
+        assert!(!text.contains("stdiopool_pool_size"));
+        assert!(text.contains("# TYPE stdiopool_build_info gauge"));
+        // Empty families are left out of the exposition until first used.
+        assert!(!text.contains("stdiopool_requests_total"));
+        m.observe_request("ping", Outcome::Ok, Duration::from_millis(2));
+        let text = m.encode().unwrap();
+        assert!(text.contains("stdiopool_requests_total{method=\"ping\",outcome=\"ok\"} 1"));
+    }
+}

@@ -1,0 +1,454 @@
+//! The MCP endpoint: POST / GET / DELETE handlers for both modes.
+//!
+//! Handlers are short (axum's habit): parse (the `McpPost`/`McpGet`/
+//! `McpDelete` extractors have already run the transport checks), find the
+//! session, call into the pool or the session's process, and map the outcome
+//! to a reply. Every request is counted in the metrics exactly once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::calls::{self, Ending, raw};
+use super::error::ProxyError;
+use super::initialize::{pooled_initialize_result, refused_in_pooled_mode};
+use super::message::MessageKind;
+use super::negotiate::ReplyFormat;
+use super::request::{
+    ALLOW_WITH_GET, ALLOW_WITHOUT_GET, McpDelete, McpGet, McpPost, with_method_fallback,
+};
+use super::session_id::SessionId;
+use super::sessions::{Session, Sessions, spawn_router};
+use super::sse::{accepted, json_reply, sse_stream, with_session_id};
+use crate::config::{Config, Mode};
+use crate::jsonrpc::{ErrorObject, Id, Message, error_response, response};
+use crate::metrics::{METHOD_DELETE, METHOD_GET_STREAM, METHOD_RESPONSE, Metrics, Outcome};
+use crate::pool::{Pool, PoolError, TimeoutStage};
+use crate::upstream::connection::OutgoingRequest;
+use crate::upstream::manager::{UpstreamError, UpstreamManager};
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct McpState {
+    pub(crate) config: Arc<Config>,
+    pub(crate) pool: Pool<UpstreamManager>,
+    pub(crate) sessions: Sessions,
+    pub(crate) metrics: Arc<Metrics>,
+    /// In-flight SSE replies, drained at shutdown.
+    pub(crate) tracker: TaskTracker,
+    /// Fired when shutdown starts: new work is refused with 503.
+    pub(crate) shutdown: CancellationToken,
+    /// Pooled mode: the server's `InitializeResult` from the pool's handshake.
+    pub(crate) initialize_result: Value,
+}
+
+impl McpState {
+    /// Open sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Starts shutdown: refuse new work, end every session (their GET
+    /// streams close; session processes are destroyed once their in-flight
+    /// requests are gone).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+        self.sessions.end_all();
+    }
+}
+
+/// The MCP endpoint at `path`, for `state`'s mode. Pooled mode has no GET
+/// stream (405 with `Allow: POST, DELETE`).
+pub fn mcp_router(path: &str, state: Arc<McpState>) -> Router {
+    let methods = match state.config.mode {
+        Mode::Pooled => with_method_fallback(post(post_mcp).delete(delete_mcp), ALLOW_WITHOUT_GET),
+        Mode::Session => with_method_fallback(
+            post(post_mcp).get(get_mcp).delete(delete_mcp),
+            ALLOW_WITH_GET,
+        ),
+    };
+    Router::new().route(path, methods).with_state(state)
+}
+
+type Shared = State<Arc<McpState>>;
+
+fn observe(metrics: &Metrics, method: &str, outcome: Outcome, start: Instant) {
+    metrics.observe_request(method, outcome, start.elapsed());
+}
+
+async fn post_mcp(State(st): Shared, post: McpPost) -> Response {
+    let start = Instant::now();
+    let method = post.message.method().unwrap_or(METHOD_RESPONSE).to_owned();
+    match handle_post(&st, post, start).await {
+        Ok(Handled::Done(response, outcome)) => {
+            observe(&st.metrics, &method, outcome, start);
+            response
+        }
+        // Counted when the request ends (SSE replies run on).
+        Ok(Handled::Deferred(response)) => response,
+        Err(e) => {
+            observe(&st.metrics, &method, e.outcome(), start);
+            e.into_response()
+        }
+    }
+}
+
+enum Handled {
+    Done(Response, Outcome),
+    Deferred(Response),
+}
+
+async fn handle_post(
+    st: &Arc<McpState>,
+    post: McpPost,
+    start: Instant,
+) -> Result<Handled, ProxyError> {
+    if st.shutdown.is_cancelled() {
+        return Err(ProxyError::ShuttingDown);
+    }
+    if post.message.is_initialize() {
+        if post
+            .session
+            .is_some_and(|id| st.sessions.get(&id).is_some())
+        {
+            return Err(ProxyError::InvalidRequest(
+                "this session is already initialized; initialize without Mcp-Session-Id to start a new one".into(),
+            ));
+        }
+        return initialize(st, post.message.message).await;
+    }
+    let session_id = post.session.ok_or(ProxyError::SessionRequired)?;
+    let session = st
+        .sessions
+        .get(&session_id)
+        .ok_or(ProxyError::SessionNotFound)?;
+    session.touch();
+    match (post.message.kind, post.message.message) {
+        (MessageKind::Request { .. }, Message::Request { id, method, params }) => {
+            match st.config.mode {
+                Mode::Pooled => pooled_request(st, &session, id, method, params, start).await,
+                Mode::Session => session_request(st, &session, id, method, params, start).await,
+            }
+        }
+        (_, Message::Notification { method, params }) => {
+            client_notification(st, &session, &method, params).await?;
+            Ok(Handled::Done(accepted(), Outcome::Ok))
+        }
+        (_, message) => {
+            // A client's answer to a server request: only session mode ever
+            // forwards server requests to clients.
+            match session.conn() {
+                Some(conn) => conn.respond(message.into_value()).await.map_err(|e| {
+                    ProxyError::UpstreamUnavailable {
+                        reason: e.to_string(),
+                        retry_after: Duration::from_secs(1),
+                    }
+                })?,
+                None => tracing::debug!(
+                    "pooled mode: a client response with no server request to answer; ignored"
+                ),
+            }
+            Ok(Handled::Done(accepted(), Outcome::Ok))
+        }
+    }
+}
+
+async fn client_notification(
+    st: &McpState,
+    session: &Arc<Session>,
+    method: &str,
+    params: Option<Value>,
+) -> Result<(), ProxyError> {
+    if method == "notifications/cancelled" {
+        // Cancelling drops the call, which sends notifications/cancelled
+        // upstream with the rewritten id (unknown ids are ignored).
+        if let Some(id) = params
+            .as_ref()
+            .and_then(|p| p.get("requestId"))
+            .and_then(|v| Id::from_value(v.clone()).ok())
+        {
+            session.cancel_request(&id);
+        }
+        return Ok(());
+    }
+    match (st.config.mode, session.conn()) {
+        (Mode::Session, Some(conn)) => {
+            conn.notify(method, params)
+                .await
+                .map_err(|e| ProxyError::UpstreamUnavailable {
+                    reason: e.to_string(),
+                    retry_after: Duration::from_secs(1),
+                })
+        }
+        // Pooled: `initialized` was sent by the pool's own handshake; other
+        // client notifications (roots/list_changed, ...) concern per-session
+        // state that shared processes do not keep.
+        _ => Ok(()),
+    }
+}
+
+/// Maps a pool failure to the client's answer.
+fn pool_error(st: &McpState, e: PoolError<UpstreamError>) -> ProxyError {
+    let wait = st.config.pool.wait_timeout;
+    match e {
+        PoolError::Timeout(TimeoutStage::Wait) => ProxyError::PoolExhausted {
+            waited: wait,
+            retry_after: Duration::from_secs(1).max(wait / 2),
+        },
+        PoolError::Timeout(stage) => ProxyError::UpstreamUnavailable {
+            reason: format!("timed out {stage}"),
+            retry_after: Duration::from_secs(1),
+        },
+        PoolError::Closed => ProxyError::ShuttingDown,
+        PoolError::Create(e) | PoolError::Backoff(e) => ProxyError::UpstreamUnavailable {
+            reason: e.to_string(),
+            retry_after: Duration::from_secs(1),
+        },
+    }
+}
+
+async fn initialize(st: &Arc<McpState>, message: Message) -> Result<Handled, ProxyError> {
+    let Message::Request { id, method, params } = message else {
+        return Err(ProxyError::InvalidRequest(
+            "initialize must be a request".into(),
+        ));
+    };
+    let session_id = SessionId::generate()?;
+    match st.config.mode {
+        Mode::Pooled => {
+            let requested = params
+                .as_ref()
+                .and_then(|p| p.get("protocolVersion"))
+                .and_then(Value::as_str);
+            let result = pooled_initialize_result(&st.initialize_result, requested);
+            st.sessions.insert(Session::new(session_id, None));
+            let reply = json_reply(raw(&response(&id, result)));
+            Ok(Handled::Done(
+                with_session_id(reply, &session_id),
+                Outcome::Ok,
+            ))
+        }
+        Mode::Session => {
+            // A warm spawned process, not yet initialized: the client's own
+            // initialize is its handshake.
+            let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
+            let messages = conn.take_server_messages();
+            let never = CancellationToken::new();
+            let request = OutgoingRequest {
+                id: id.clone(),
+                method,
+                params,
+            };
+            let (answer, ending) =
+                calls::call(&conn, request, None, st.config.pool.create_timeout, &never).await;
+            let reply = json_reply(raw(&answer));
+            if !matches!(ending, Ending::Answered { error: false }) {
+                crate::pool::Pooled::discard(conn);
+                return Ok(Handled::Done(reply, ending.outcome()));
+            }
+            let session = Session::new(session_id, Some(conn));
+            if let Some(messages) = messages {
+                spawn_router(&session, messages);
+            }
+            st.sessions.insert(session);
+            Ok(Handled::Done(
+                with_session_id(reply, &session_id),
+                Outcome::Ok,
+            ))
+        }
+    }
+}
+
+fn local_answer(id: &Id, result: Value) -> Handled {
+    Handled::Done(json_reply(raw(&response(id, result))), Outcome::Ok)
+}
+
+async fn pooled_request(
+    st: &Arc<McpState>,
+    session: &Arc<Session>,
+    id: Id,
+    method: String,
+    params: Option<Value>,
+    start: Instant,
+) -> Result<Handled, ProxyError> {
+    match method.as_str() {
+        // The proxy is the server the client sees: alive, so pong.
+        "ping" => return Ok(local_answer(&id, serde_json::json!({}))),
+        // Shared processes have no per-client log level to set; accepted, and
+        // documented as not applied (docs/PROXY.md).
+        "logging/setLevel" => return Ok(local_answer(&id, serde_json::json!({}))),
+        _ => {}
+    }
+    if let Some(why) = refused_in_pooled_mode(&method) {
+        let error = error_response(
+            Some(&id),
+            ErrorObject::method_not_found(&method).with_data(Value::String(why.into())),
+        );
+        return Ok(Handled::Done(json_reply(raw(&error)), Outcome::Error));
+    }
+    let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
+    let has_progress = params
+        .as_ref()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("progressToken"))
+        .is_some();
+    let format = ReplyFormat::for_request(has_progress);
+    forward(
+        st,
+        session,
+        ConnSource::Pooled(conn),
+        id,
+        method,
+        params,
+        format,
+        start,
+    )
+    .await
+}
+
+async fn session_request(
+    st: &Arc<McpState>,
+    session: &Arc<Session>,
+    id: Id,
+    method: String,
+    params: Option<Value>,
+    start: Instant,
+) -> Result<Handled, ProxyError> {
+    if session.conn().is_none() {
+        return Err(ProxyError::SessionNotFound);
+    }
+    // Any request may bring server messages with it (logging, sampling,
+    // elicitation), so answer on a stream, except a bare ping.
+    let format = ReplyFormat::for_request(method != "ping");
+    let owner = session.clone();
+    forward(
+        st,
+        session,
+        ConnSource::Session(owner),
+        id,
+        method,
+        params,
+        format,
+        start,
+    )
+    .await
+}
+
+/// Where a forwarded request's connection comes from.
+enum ConnSource {
+    /// Checked out of the pool for this request; returned after.
+    Pooled(crate::pool::Pooled<UpstreamManager>),
+    /// The session's own process.
+    Session(Arc<Session>),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    st: &Arc<McpState>,
+    session: &Arc<Session>,
+    source: ConnSource,
+    id: Id,
+    method: String,
+    params: Option<Value>,
+    format: ReplyFormat,
+    start: Instant,
+) -> Result<Handled, ProxyError> {
+    let timeout = st.config.request_timeout;
+    let metrics = st.metrics.clone();
+    let session = session.clone();
+    let label = method.clone();
+    let request_id = id.clone();
+    let done = move |ending: Ending| observe(&metrics, &label, ending.outcome(), start);
+    let work = move |events: Option<tokio::sync::mpsc::Sender<Value>>| async move {
+        let guard = match session.begin(&id, events.clone()) {
+            Ok(guard) => guard,
+            Err(e) => {
+                let error = error_response(Some(&id), ErrorObject::invalid_request(e.to_string()));
+                return (error, Ending::Answered { error: true });
+            }
+        };
+        let request = OutgoingRequest { id, method, params };
+        let conn = match &source {
+            ConnSource::Pooled(conn) => Some(&**conn),
+            ConnSource::Session(owner) => owner.conn(),
+        };
+        let Some(conn) = conn else {
+            let error = error_response(
+                Some(&request.id),
+                ErrorObject::upstream_closed("the session has no server process"),
+            );
+            return (error, Ending::UpstreamFailed);
+        };
+        let outcome = calls::call(conn, request, events, timeout, guard.cancel_token()).await;
+        drop(guard);
+        drop(source); // a pooled connection goes back (or is destroyed if broken)
+        outcome
+    };
+    let response = calls::reply(
+        format,
+        request_id,
+        st.config.sse_keep_alive,
+        &st.tracker,
+        work,
+        done,
+    )
+    .await;
+    Ok(Handled::Deferred(response))
+}
+
+async fn get_mcp(State(st): Shared, get: McpGet) -> Response {
+    let start = Instant::now();
+    let result = (|| {
+        if st.shutdown.is_cancelled() {
+            return Err(ProxyError::ShuttingDown);
+        }
+        let session = st
+            .sessions
+            .get(&get.session)
+            .ok_or(ProxyError::SessionNotFound)?;
+        session.open_stream()
+    })();
+    match result {
+        Ok(mut rx) => {
+            observe(&st.metrics, METHOD_GET_STREAM, Outcome::Ok, start);
+            let source = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).map_raw();
+            sse_stream(source, st.config.sse_keep_alive)
+        }
+        Err(e) => {
+            observe(&st.metrics, METHOD_GET_STREAM, e.outcome(), start);
+            e.into_response()
+        }
+    }
+}
+
+trait MapRaw: futures_util::Stream<Item = Value> + Sized {
+    fn map_raw(
+        self,
+    ) -> futures_util::stream::Map<Self, fn(Value) -> Box<serde_json::value::RawValue>> {
+        futures_util::StreamExt::map(self, |v| raw(&v))
+    }
+}
+
+impl<S: futures_util::Stream<Item = Value>> MapRaw for S {}
+
+async fn delete_mcp(State(st): Shared, del: McpDelete) -> Response {
+    let start = Instant::now();
+    match st.sessions.remove(&del.session) {
+        Some(_) => {
+            observe(&st.metrics, METHOD_DELETE, Outcome::Ok, start);
+            axum::http::StatusCode::OK.into_response()
+        }
+        None => {
+            let e = ProxyError::SessionNotFound;
+            observe(&st.metrics, METHOD_DELETE, e.outcome(), start);
+            e.into_response()
+        }
+    }
+}

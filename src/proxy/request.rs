@@ -1,0 +1,287 @@
+//! The per-method checks of the MCP endpoint as axum extractors, the 405
+//! fallback, and the layer stack that puts the cross-cutting checks in front.
+//!
+//! Invariant: a handler that takes [`McpPost`], [`McpGet`] or [`McpDelete`]
+//! only ever runs for a request that passed every transport check of
+//! DESIGN §7 that does not need session state: Host/Origin (403), bearer
+//! token (401), method (405), Accept (406), Content-Type (415), body size
+//! (413), JSON (400/-32700), JSON-RPC shape (400/-32600), session header
+//! present on non-initialize requests (400) and well-formed (404), and
+//! `MCP-Protocol-Version` (400). Whether a well-formed session id is *known*
+//! (404) is the session store's call.
+//!
+//! Order of checks on a POST, as in the TS SDK: Accept, Content-Type, body
+//! size, JSON, JSON-RPC shape, then (non-initialize only) session header and
+//! protocol version. `initialize` carries its version in the body, so its
+//! `MCP-Protocol-Version` header is not checked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, Method, header};
+use axum::middleware::from_fn_with_state;
+use axum::routing::MethodRouter;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::auth::{BearerToken, require_bearer};
+use super::error::ProxyError;
+use super::message::IncomingMessage;
+use super::negotiate::{check_content_type, check_get_accept, check_post_accept};
+use super::origin::{OriginGuard, OriginRuleError, guard_origin};
+use super::protocol_version::{PROTOCOL_VERSION_HEADER, ProtocolVersion};
+use super::session_id::{SESSION_ID_HEADER, SessionId};
+
+/// `Allow` for a mode that serves the GET stream.
+pub const ALLOW_WITH_GET: &str = "GET, POST, DELETE";
+/// `Allow` for a mode without a GET stream.
+pub const ALLOW_WITHOUT_GET: &str = "POST, DELETE";
+
+/// Largest POST body read, as a request extension (set by [`TransportChecks::apply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub usize);
+
+impl BodyLimit {
+    /// Used when no layer set one: the documented `--max-body` default.
+    pub const DEFAULT: BodyLimit = BodyLimit(4 * 1024 * 1024);
+}
+
+/// A POST to the MCP endpoint that passed the transport checks.
+#[derive(Debug, Clone)]
+pub struct McpPost {
+    /// The one JSON-RPC message.
+    pub message: IncomingMessage,
+    /// The session header. Always `Some` for a non-initialize message; for
+    /// `initialize`, `Some` only if the client sent a well-formed one.
+    pub session: Option<SessionId>,
+    /// The negotiated version from the header (for `initialize`, the assumed
+    /// `2025-03-26`: its real version is in the body).
+    pub protocol_version: ProtocolVersion,
+}
+
+impl McpPost {
+    /// Runs the POST checks on the parts of a request.
+    pub async fn check(
+        headers: &HeaderMap,
+        body: Body,
+        limit: BodyLimit,
+    ) -> Result<McpPost, ProxyError> {
+        check_post_accept(headers)?;
+        check_content_type(headers)?;
+        let bytes = read_body(headers, body, limit.0).await?;
+        let message = IncomingMessage::parse(&bytes)?;
+        if message.is_initialize() {
+            return Ok(McpPost {
+                session: SessionId::from_headers(headers).ok().flatten(),
+                protocol_version: ProtocolVersion::ASSUMED_WHEN_ABSENT,
+                message,
+            });
+        }
+        let session = require_session(headers)?;
+        let protocol_version = ProtocolVersion::from_headers(headers)?;
+        Ok(McpPost {
+            message,
+            session: Some(session),
+            protocol_version,
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for McpPost {
+    type Rejection = ProxyError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .copied()
+            .unwrap_or(BodyLimit::DEFAULT);
+        let (parts, body) = req.into_parts();
+        McpPost::check(&parts.headers, body, limit).await
+    }
+}
+
+/// A GET (server-to-client stream) that passed the transport checks.
+#[derive(Debug, Clone)]
+pub struct McpGet {
+    /// The session the stream belongs to.
+    pub session: SessionId,
+    /// The negotiated version.
+    pub protocol_version: ProtocolVersion,
+    /// `Last-Event-ID`, when the client asks to resume.
+    pub last_event_id: Option<String>,
+}
+
+impl McpGet {
+    /// Runs the GET checks.
+    pub fn check(headers: &HeaderMap) -> Result<McpGet, ProxyError> {
+        check_get_accept(headers)?;
+        let session = require_session(headers)?;
+        let protocol_version = ProtocolVersion::from_headers(headers)?;
+        let last_event_id = headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(McpGet {
+            session,
+            protocol_version,
+            last_event_id,
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for McpGet {
+    type Rejection = ProxyError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        McpGet::check(&parts.headers)
+    }
+}
+
+/// A DELETE (end of session) that passed the transport checks.
+#[derive(Debug, Clone)]
+pub struct McpDelete {
+    /// The session to end.
+    pub session: SessionId,
+    /// The negotiated version.
+    pub protocol_version: ProtocolVersion,
+}
+
+impl McpDelete {
+    /// Runs the DELETE checks.
+    pub fn check(headers: &HeaderMap) -> Result<McpDelete, ProxyError> {
+        let session = require_session(headers)?;
+        let protocol_version = ProtocolVersion::from_headers(headers)?;
+        Ok(McpDelete {
+            session,
+            protocol_version,
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for McpDelete {
+    type Rejection = ProxyError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        McpDelete::check(&parts.headers)
+    }
+}
+
+/// A non-initialize request must name its session: 400 when absent, 404 when
+/// it is not an id this proxy could have issued.
+fn require_session(headers: &HeaderMap) -> Result<SessionId, ProxyError> {
+    SessionId::from_headers(headers)?.ok_or(ProxyError::SessionRequired)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes without buffering
+/// past the limit: a declared `Content-Length` over it is refused before
+/// reading; a chunked body stops being read at the limit.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ProxyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ProxyError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ProxyError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(ProxyError::BodyRead(e.to_string())),
+    }
+}
+
+/// Adds the JSON-RPC 405 answer (with `Allow`) for every method the router
+/// does not route. `allow` is [`ALLOW_WITH_GET`] or [`ALLOW_WITHOUT_GET`].
+pub fn with_method_fallback<S>(methods: MethodRouter<S>, allow: &'static str) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    methods.fallback(move || async move { ProxyError::MethodNotAllowed { allow } })
+}
+
+/// The cross-cutting checks, built once from the configuration.
+#[derive(Debug, Clone)]
+pub struct TransportChecks {
+    /// Host / Origin policy.
+    pub origin: Arc<OriginGuard>,
+    /// Bearer token, when auth is on.
+    pub auth: Option<Arc<BearerToken>>,
+    /// Largest POST body.
+    pub max_body: usize,
+}
+
+impl TransportChecks {
+    /// From the validated configuration.
+    pub fn from_config(config: &crate::config::Config) -> Result<TransportChecks, OriginRuleError> {
+        Ok(TransportChecks {
+            origin: Arc::new(OriginGuard::new(
+                config.listen,
+                &config.allowed_hosts,
+                &config.allowed_origins,
+            )?),
+            auth: config.auth_token.clone().map(Arc::new),
+            max_body: config.max_body,
+        })
+    }
+
+    /// Puts the checks in front of the routes of `router` (use it on the
+    /// router holding the MCP endpoint, before merging the ops endpoints, so
+    /// `/healthz`, `/readyz` and `/metrics` need no token). Order, outermost
+    /// first: Host/Origin (403); CORS, only when `--allowed-origin` lists
+    /// origins (answers preflights); bearer token (401); then the routes,
+    /// whose extractors read the body limit set here.
+    ///
+    /// # Panics
+    ///
+    /// If `router` has no routes yet (axum's `route_layer` rule): add the MCP
+    /// route first, so the checks can never be silently skipped.
+    pub fn apply<S>(&self, router: Router<S>) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let mut router = router
+            .route_layer(Extension(BodyLimit(self.max_body)))
+            // For any other body extractor a handler may use.
+            .route_layer(DefaultBodyLimit::max(self.max_body));
+        if let Some(token) = &self.auth {
+            router = router.route_layer(from_fn_with_state(token.clone(), require_bearer));
+        }
+        if self.origin.has_listed_origins() {
+            // Outside auth: browsers send preflights without credentials.
+            router = router.route_layer(self.cors_layer());
+        }
+        router.route_layer(from_fn_with_state(self.origin.clone(), guard_origin))
+    }
+
+    /// CORS for the origins listed by `--allowed-origin`: the MCP methods and
+    /// headers, with `MCP-Session-Id` exposed so a browser client can read it.
+    fn cors_layer(&self) -> CorsLayer {
+        let guard = self.origin.clone();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::predicate(move |origin, _| {
+                guard.cors_allows(origin)
+            }))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                header::AUTHORIZATION,
+                HeaderName::from_static(SESSION_ID_HEADER),
+                HeaderName::from_static(PROTOCOL_VERSION_HEADER),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static(SESSION_ID_HEADER),
+                HeaderName::from_static(PROTOCOL_VERSION_HEADER),
+            ])
+            .max_age(Duration::from_secs(600))
+    }
+}

@@ -1,0 +1,363 @@
+//! MCP sessions: the store, and (in session mode) the process each one owns
+//! and the routing of that process's own messages to the session's streams.
+//!
+//! Invariants:
+//! - a session's process belongs to it alone and is destroyed (never
+//!   returned to the pool) when the session ends — DELETE, idle timeout,
+//!   process exit or shutdown — because its state is that session's;
+//! - a message the server sends on its own goes to exactly one stream, never
+//!   broadcast: the one request in flight if there is exactly one, else the
+//!   GET stream; a notification that no stream can carry yet waits in a
+//!   bounded backlog; a server *request* that no stream carries within
+//!   [`UNDELIVERED_REQUEST_TIMEOUT`] is answered upstream with an error, so
+//!   the server never waits forever (MCP-NOTES §3, "Routing on stdio").
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::error::ProxyError;
+use super::session_id::SessionId;
+use crate::jsonrpc::{ErrorObject, Id, error_response};
+use crate::pool::Pooled;
+use crate::upstream::connection::{Connection, ServerMessage};
+use crate::upstream::manager::UpstreamManager;
+
+/// Server messages kept for a GET stream that is not open yet.
+const BACKLOG: usize = 256;
+/// Buffered messages on a GET stream.
+const GET_STREAM_BUFFER: usize = 256;
+/// How long a server request may wait for a client stream.
+pub(crate) const UNDELIVERED_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Inflight {
+    /// The request's SSE stream, if it has one.
+    events: Option<mpsc::Sender<Value>>,
+    cancel: CancellationToken,
+}
+
+struct Backlogged {
+    since: Instant,
+    message: ServerMessage,
+}
+
+/// One MCP session.
+pub(crate) struct Session {
+    pub(crate) id: SessionId,
+    /// Session mode: the process this session owns. Pooled mode: none.
+    conn: Option<Pooled<UpstreamManager>>,
+    inflight: Mutex<HashMap<Id, Inflight>>,
+    get_stream: Mutex<Option<mpsc::Sender<Value>>>,
+    backlog: Mutex<VecDeque<Backlogged>>,
+    last_active: Mutex<Instant>,
+    ended: CancellationToken,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("pid", &self.conn().map(Connection::pid))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Its state belongs to this session: destroy, never reuse.
+            Pooled::discard(conn);
+        }
+    }
+}
+
+/// Unregisters a request when it is over (answered, timed out or dropped).
+pub(crate) struct InflightGuard {
+    session: Arc<Session>,
+    id: Id,
+    cancel: CancellationToken,
+}
+
+impl InflightGuard {
+    /// Fires when the client cancels the request or the session ends.
+    pub(crate) fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        lock(&self.session.inflight).remove(&self.id);
+        self.session.touch();
+    }
+}
+
+impl Session {
+    pub(crate) fn new(id: SessionId, conn: Option<Pooled<UpstreamManager>>) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            conn,
+            inflight: Mutex::new(HashMap::new()),
+            get_stream: Mutex::new(None),
+            backlog: Mutex::new(VecDeque::new()),
+            last_active: Mutex::new(Instant::now()),
+            ended: CancellationToken::new(),
+        })
+    }
+
+    /// The session's own process (session mode).
+    pub(crate) fn conn(&self) -> Option<&Connection> {
+        self.conn.as_deref()
+    }
+
+    pub(crate) fn touch(&self) {
+        *lock(&self.last_active) = Instant::now();
+    }
+
+    /// Registers a client request in flight. A request id still in flight
+    /// cannot be reused (JSON-RPC ids are unique within a session).
+    pub(crate) fn begin(
+        self: &Arc<Self>,
+        id: &Id,
+        events: Option<mpsc::Sender<Value>>,
+    ) -> Result<InflightGuard, ProxyError> {
+        let cancel = self.ended.child_token();
+        let mut inflight = lock(&self.inflight);
+        if inflight.contains_key(id) {
+            return Err(ProxyError::InvalidRequest(format!(
+                "request id {id} is already in use by a request in flight in this session"
+            )));
+        }
+        inflight.insert(
+            id.clone(),
+            Inflight {
+                events,
+                cancel: cancel.clone(),
+            },
+        );
+        drop(inflight);
+        self.touch();
+        Ok(InflightGuard {
+            session: self.clone(),
+            id: id.clone(),
+            cancel,
+        })
+    }
+
+    /// The client's `notifications/cancelled` for `id`: drops the call,
+    /// which cancels it upstream with the rewritten id. Unknown ids are
+    /// ignored, as MCP asks.
+    pub(crate) fn cancel_request(&self, id: &Id) -> bool {
+        match lock(&self.inflight).get(id) {
+            Some(entry) => {
+                entry.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Opens the session's GET stream; the backlog is delivered on it first.
+    pub(crate) fn open_stream(&self) -> Result<mpsc::Receiver<Value>, ProxyError> {
+        if self.ended.is_cancelled() {
+            return Err(ProxyError::SessionNotFound);
+        }
+        let mut slot = lock(&self.get_stream);
+        if slot.as_ref().is_some_and(|s| !s.is_closed()) {
+            return Err(ProxyError::StreamAlreadyOpen);
+        }
+        let (tx, rx) = mpsc::channel(GET_STREAM_BUFFER);
+        for queued in lock(&self.backlog).drain(..) {
+            if tx.try_send(queued.message.into_value()).is_err() {
+                break;
+            }
+        }
+        *slot = Some(tx);
+        drop(slot);
+        self.touch();
+        Ok(rx)
+    }
+
+    /// Where a server message goes (see the module invariants). Returns a
+    /// server request that no stream could take and that has waited too long.
+    fn route(&self, message: ServerMessage) -> Option<ServerMessage> {
+        let value = message.clone().into_value();
+        {
+            let inflight = lock(&self.inflight);
+            let mut streams = inflight.values().filter_map(|i| i.events.as_ref());
+            if let (Some(only), None) = (streams.next(), streams.next())
+                && only.try_send(value.clone()).is_ok()
+            {
+                return None;
+            }
+        }
+        if let Some(stream) = lock(&self.get_stream).as_ref()
+            && stream.try_send(value).is_ok()
+        {
+            return None;
+        }
+        let mut backlog = lock(&self.backlog);
+        if backlog.len() >= BACKLOG {
+            if let Some(dropped) = backlog.pop_front() {
+                tracing::warn!(
+                    session = ?self.id,
+                    method = dropped.message.method(),
+                    "no client stream for a server message: backlog full, dropping the oldest"
+                );
+                if let ServerMessage::Request { .. } = dropped.message {
+                    backlog.push_back(Backlogged {
+                        since: Instant::now(),
+                        message,
+                    });
+                    return Some(dropped.message);
+                }
+            }
+        }
+        backlog.push_back(Backlogged {
+            since: Instant::now(),
+            message,
+        });
+        None
+    }
+
+    /// Server requests that waited too long for a client stream.
+    fn expire_requests(&self, now: Instant) -> Vec<ServerMessage> {
+        let mut backlog = lock(&self.backlog);
+        let mut expired = Vec::new();
+        backlog.retain(|b| {
+            let stale = matches!(b.message, ServerMessage::Request { .. })
+                && now.duration_since(b.since) >= UNDELIVERED_REQUEST_TIMEOUT;
+            if stale {
+                expired.push(b.message.clone());
+            }
+            !stale
+        });
+        expired
+    }
+
+    /// Ends the session: in-flight requests are cancelled, the GET stream ends.
+    /// The process goes when the last reference to the session does.
+    pub(crate) fn end(&self) {
+        self.ended.cancel();
+        lock(&self.get_stream).take();
+    }
+
+    /// `Some(since)` when nothing is in flight and no GET stream is open.
+    fn idle_since(&self) -> Option<Instant> {
+        let busy = !lock(&self.inflight).is_empty()
+            || lock(&self.get_stream)
+                .as_ref()
+                .is_some_and(|s| !s.is_closed());
+        (!busy).then(|| *lock(&self.last_active))
+    }
+}
+
+/// Routes a session-mode process's own messages until the process or the
+/// session goes. Holds only a `Weak` to the session, so it never keeps one alive.
+pub(crate) fn spawn_router(session: &Arc<Session>, mut messages: mpsc::Receiver<ServerMessage>) {
+    let weak: Weak<Session> = Arc::downgrade(session);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let undeliverable = tokio::select! {
+                message = messages.recv() => {
+                    let Some(message) = message else { break };
+                    let Some(session) = weak.upgrade() else { break };
+                    session.route(message).into_iter().collect::<Vec<_>>()
+                }
+                _ = tick.tick() => {
+                    let Some(session) = weak.upgrade() else { break };
+                    session.expire_requests(Instant::now())
+                }
+            };
+            let Some(session) = weak.upgrade() else { break };
+            for message in undeliverable {
+                refuse_upstream(&session, message).await;
+            }
+        }
+    });
+}
+
+async fn refuse_upstream(session: &Session, message: ServerMessage) {
+    let ServerMessage::Request { id, method, .. } = message else {
+        return;
+    };
+    tracing::warn!(session = ?session.id, %method, "no client stream carried a server request; answering it with an error");
+    if let Some(conn) = session.conn() {
+        let error = ErrorObject::internal_error(format!(
+            "{method}: the client has no open stream to receive this request (stdiopool)"
+        ));
+        if let Err(e) = conn.respond(error_response(Some(&id), error)).await {
+            tracing::debug!(error = %e, "could not answer the server request");
+        }
+    }
+}
+
+/// All sessions of the proxy.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<SessionId, Arc<Session>>>,
+}
+
+impl Sessions {
+    pub(crate) fn insert(&self, session: Arc<Session>) {
+        lock(&self.map).insert(session.id, session);
+    }
+
+    /// A live session; one whose process died is ended and forgotten (the
+    /// client gets 404 and re-initializes).
+    pub(crate) fn get(&self, id: &SessionId) -> Option<Arc<Session>> {
+        let session = lock(&self.map).get(id).cloned()?;
+        if session.conn().is_some_and(Connection::is_broken) {
+            tracing::info!(session = ?id, "the session's server process is gone; ending the session");
+            self.remove(id);
+            return None;
+        }
+        Some(session)
+    }
+
+    pub(crate) fn remove(&self, id: &SessionId) -> Option<Arc<Session>> {
+        let session = lock(&self.map).remove(id)?;
+        session.end();
+        Some(session)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    /// Ends sessions idle longer than `timeout`; returns how many.
+    pub(crate) fn reap_idle(&self, timeout: Duration) -> usize {
+        let now = Instant::now();
+        let idle: Vec<SessionId> = lock(&self.map)
+            .values()
+            .filter(|s| {
+                s.idle_since()
+                    .is_some_and(|since| now.duration_since(since) >= timeout)
+                    || s.conn().is_some_and(Connection::is_broken)
+            })
+            .map(|s| s.id)
+            .collect();
+        for id in &idle {
+            tracing::info!(session = ?id, "session idle or its process gone: ending it");
+            self.remove(id);
+        }
+        idle.len()
+    }
+
+    /// Ends every session (shutdown).
+    pub(crate) fn end_all(&self) {
+        let all: Vec<Arc<Session>> = lock(&self.map).drain().map(|(_, s)| s).collect();
+        for session in all {
+            session.end();
+        }
+    }
+}

@@ -1,0 +1,883 @@
+//! One stdio JSON-RPC connection to one upstream process.
+//!
+//! A [`Connection`] owns three tasks around a spawned [`ChildProcess`]:
+//!
+//! - the **writer** drains an unbounded queue of messages into the child's
+//!   stdin through [`JsonRpcCodec`] (it batches what is queued, then flushes);
+//! - the **reader** decodes the child's stdout and routes every message:
+//!   responses to the caller waiting for them, progress to that caller's
+//!   event channel, server requests and notifications to the subscriber of
+//!   [`Connection::take_server_messages`] (or answers them itself);
+//! - the **monitor** owns the process: it notices exit or stdout EOF, fails
+//!   every request in flight at once, and runs the stop sequence when the
+//!   connection is shut down or dropped.
+//!
+//! Invariants:
+//! - every [`Connection::call`] resolves exactly once: with its response, or
+//!   with a [`CallError`] as soon as the connection cannot deliver one (the
+//!   in-flight entry is removed by whoever resolves it, under one lock, and a
+//!   closed connection accepts no new entry);
+//! - a caller never sees another caller's response: ids sent upstream are a
+//!   per-connection counter, and the client's id is put back on the way out;
+//! - dropping a `call` future before its answer removes its entry and sends
+//!   `notifications/cancelled` upstream (never for `initialize`);
+//! - dropping the `Connection` ends its tasks and stops the process with the
+//!   stop sequence (closing stdin first).
+//!
+//! See `docs/UPSTREAM.md` ("Connections") for the routing rules and codes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{ChildStdin, ChildStdout};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::sync::CancellationToken;
+
+use crate::framing::{JsonRpcCodec, LineError};
+use crate::jsonrpc::{ErrorObject, Id, Message, error_response, id_of, response};
+use crate::upstream::ids;
+use crate::upstream::process::{
+    ChildProcess, ExitCause, StderrTailHandle, StopOutcome, StopReason, StopStage,
+};
+
+/// Capacity of the server-message channel handed out by
+/// [`Connection::take_server_messages`].
+pub const SERVER_MESSAGE_QUEUE: usize = 64;
+
+/// After the process exits, how long the reader gets to deliver what it wrote
+/// before dying (its last response may still sit in the pipe).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+
+/// After stdout closes, how long to wait for the exit status to name the cause.
+const EXIT_AFTER_EOF: Duration = Duration::from_millis(500);
+
+/// How long an orderly stop lets the writer flush before it is aborted.
+const WRITER_CLOSE: Duration = Duration::from_secs(1);
+
+/// A client request to send upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingRequest {
+    /// The client's id; the response carries it again.
+    pub id: Id,
+    /// The method.
+    pub method: String,
+    /// The params, forwarded unchanged except `_meta.progressToken`.
+    pub params: Option<Value>,
+}
+
+impl OutgoingRequest {
+    /// A request with the given id, method and params.
+    pub fn new(id: impl Into<Id>, method: impl Into<String>, params: Option<Value>) -> Self {
+        Self {
+            id: id.into(),
+            method: method.into(),
+            params,
+        }
+    }
+}
+
+/// Why a call got no response from the server. The error object is ready to
+/// be sent to the client (`to_response`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The process exited, closed its stdout or its stdin, or the connection
+    /// was shut down (-32000, [`ErrorObject::upstream_closed`]).
+    #[error("{0}")]
+    Closed(ErrorObject),
+    /// The server broke the stream where this answer was due (an oversize
+    /// frame, or an invalid message carrying this request's id) (-32004).
+    #[error("{0}")]
+    Protocol(ErrorObject),
+}
+
+impl CallError {
+    /// The JSON-RPC error object.
+    pub fn error_object(&self) -> &ErrorObject {
+        match self {
+            CallError::Closed(e) | CallError::Protocol(e) => e,
+        }
+    }
+
+    /// A complete error response to the client's request `id`.
+    pub fn to_response(&self, id: &Id) -> Value {
+        error_response(Some(id), self.error_object().clone())
+    }
+}
+
+/// A message the server sent on its own: a request (`roots/list`,
+/// `sampling/createMessage`, `elicitation/create`, ...) that wants an answer
+/// through [`Connection::respond`], or a notification.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMessage {
+    /// A server request; its id is in the server's id space, not rewritten.
+    Request {
+        /// The server's id; the answer must carry it.
+        id: Id,
+        /// The method.
+        method: String,
+        /// The params.
+        params: Option<Value>,
+    },
+    /// A server notification (logging, list changes, progress for a request
+    /// that is no longer in flight, ...).
+    Notification {
+        /// The method.
+        method: String,
+        /// The params.
+        params: Option<Value>,
+    },
+}
+
+impl ServerMessage {
+    /// The method name.
+    pub fn method(&self) -> &str {
+        match self {
+            ServerMessage::Request { method, .. } | ServerMessage::Notification { method, .. } => {
+                method
+            }
+        }
+    }
+
+    /// The message as a JSON-RPC value, ready to forward to a client.
+    pub fn into_value(self) -> Value {
+        match self {
+            ServerMessage::Request { id, method, params } => {
+                Message::Request { id, method, params }.into_value()
+            }
+            ServerMessage::Notification { method, params } => {
+                Message::Notification { method, params }.into_value()
+            }
+        }
+    }
+}
+
+/// A request in flight, keyed by its upstream id.
+#[derive(Debug)]
+struct Pending {
+    client_id: Id,
+    /// The client's own progress token, when the request asked for progress
+    /// (upstream it is the request's counter value).
+    progress_token: Option<Value>,
+    events: Option<mpsc::Sender<Value>>,
+    reply: oneshot::Sender<Result<Value, CallError>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Set once, by the first fatal event; every later call fails with it.
+    closed: Option<CallError>,
+    in_flight: HashMap<u64, Pending>,
+}
+
+/// What the tasks and call futures share.
+#[derive(Debug)]
+struct Shared {
+    name: String,
+    pid: u32,
+    state: Mutex<State>,
+    broken: AtomicBool,
+    next_id: AtomicU64,
+    uses: AtomicU64,
+    /// Nanoseconds since `born` at the last send or receive.
+    last_activity: AtomicU64,
+    born: Instant,
+    outbox: mpsc::UnboundedSender<Value>,
+    server_tx: Mutex<Option<mpsc::Sender<ServerMessage>>>,
+    stderr: StderrTailHandle,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn touch(&self) {
+        let nanos = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_activity.store(nanos, Ordering::Relaxed);
+    }
+
+    /// Queues a message for the writer; false if the writer is gone.
+    fn send(&self, msg: Value) -> bool {
+        self.outbox.send(msg).is_ok()
+    }
+
+    /// Marks the connection unusable and fails every request in flight with
+    /// `error`. The first call's error is the one later calls get.
+    fn close(&self, error: CallError) {
+        self.broken.store(true, Ordering::SeqCst);
+        let drained: Vec<Pending> = {
+            let mut state = self.lock();
+            if state.closed.is_none() {
+                state.closed = Some(error.clone());
+            }
+            state.in_flight.drain().map(|(_, p)| p).collect()
+        };
+        if !drained.is_empty() {
+            tracing::warn!(server = %self.name, pid = self.pid, requests = drained.len(), error = %error, "failing requests in flight");
+        }
+        for p in drained {
+            let _ = p.reply.send(Err(error.clone()));
+        }
+    }
+
+    /// The subscriber's sender, if one is subscribed and still listening.
+    fn subscriber(&self) -> Option<mpsc::Sender<ServerMessage>> {
+        let mut slot = self.server_tx.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|tx| tx.is_closed()) {
+            *slot = None;
+        }
+        slot.clone()
+    }
+
+    fn closed_detail(&self, what: &str) -> ErrorObject {
+        ErrorObject::upstream_closed(format!("{} (pid {}) {what}", self.name, self.pid))
+            .with_data(json!({ "stderr": self.stderr.lines() }))
+    }
+}
+
+/// Ends a call's in-flight entry if the call future is dropped first, and
+/// tells the server (`notifications/cancelled`) unless it was `initialize`.
+struct InFlightGuard<'a> {
+    shared: &'a Shared,
+    upstream: u64,
+    cancel_upstream: bool,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        // Whoever removes the entry owns the outcome: the reader (response),
+        // `close` (failure), or this guard (the caller went away).
+        let removed = self.shared.lock().in_flight.remove(&self.upstream);
+        if removed.is_some() && self.cancel_upstream {
+            tracing::debug!(server = %self.shared.name, pid = self.shared.pid, id = self.upstream, "call dropped in flight; cancelling upstream");
+            self.shared.send(json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {"requestId": self.upstream, "reason": "request cancelled by the proxy's client (timeout or disconnect)"},
+            }));
+        }
+    }
+}
+
+/// Asks the monitor to stop the process.
+#[derive(Debug)]
+struct StopRequest {
+    reason: StopReason,
+    reply: Option<oneshot::Sender<StopOutcome>>,
+}
+
+/// A live stdio JSON-RPC connection to one upstream process. See the module
+/// docs for its tasks and invariants.
+#[derive(Debug)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    control: Option<oneshot::Sender<StopRequest>>,
+    closing: CancellationToken,
+    initialize_result: Value,
+    crash_counted: AtomicBool,
+}
+
+impl Connection {
+    /// Takes over a freshly spawned process: its stdin, stdout and the
+    /// process itself. Must run inside a tokio runtime. `max_frame` is the
+    /// largest line accepted from the server (see `docs/FRAMING.md`).
+    pub fn new(mut child: ChildProcess, max_frame: usize) -> Self {
+        let name = child.name().to_owned();
+        let pid = child.pid();
+        let stdin = child.take_stdin();
+        let stdout = child.take_stdout();
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            name,
+            pid,
+            state: Mutex::new(State::default()),
+            broken: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            uses: AtomicU64::new(0),
+            last_activity: AtomicU64::new(0),
+            born: Instant::now(),
+            outbox,
+            server_tx: Mutex::new(None),
+            stderr: child.stderr_tail_handle(),
+        });
+        let closing = CancellationToken::new();
+        let writer = tokio::spawn(write_loop(
+            stdin,
+            outbox_rx,
+            Arc::clone(&shared),
+            closing.clone(),
+        ));
+        let reader = tokio::spawn(read_loop(stdout, max_frame, Arc::clone(&shared)));
+        let (control, control_rx) = oneshot::channel();
+        tokio::spawn(monitor(
+            child,
+            Arc::clone(&shared),
+            control_rx,
+            reader,
+            writer,
+            closing.clone(),
+        ));
+        Connection {
+            shared,
+            control: Some(control),
+            closing,
+            initialize_result: Value::Null,
+            crash_counted: AtomicBool::new(false),
+        }
+    }
+
+    /// The process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.shared.pid
+    }
+
+    /// The server name from its spec.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The server's `InitializeResult` from the handshake the manager ran
+    /// (`null` when it ran none).
+    pub fn initialize_result(&self) -> &Value {
+        &self.initialize_result
+    }
+
+    pub(crate) fn set_initialize_result(&mut self, result: Value) {
+        self.initialize_result = result;
+    }
+
+    /// True once the process exited, its stdout closed, its stdin could not
+    /// be written, or it wrote a frame that makes the stream untrustworthy.
+    pub fn is_broken(&self) -> bool {
+        self.shared.broken.load(Ordering::SeqCst)
+    }
+
+    /// Why the connection is closed, if it is.
+    pub fn closed_reason(&self) -> Option<CallError> {
+        self.shared.lock().closed.clone()
+    }
+
+    /// How many requests have been sent on it.
+    pub fn uses(&self) -> u64 {
+        self.shared.uses.load(Ordering::Relaxed)
+    }
+
+    /// How many requests are waiting for their response.
+    pub fn in_flight(&self) -> usize {
+        self.shared.lock().in_flight.len()
+    }
+
+    /// Time since the last message sent or received.
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_nanos(self.shared.last_activity.load(Ordering::Relaxed));
+        self.shared.born.elapsed().saturating_sub(last)
+    }
+
+    /// The last lines the server wrote to stderr.
+    pub fn stderr_tail(&self) -> Vec<String> {
+        self.shared.stderr.lines()
+    }
+
+    /// Subscribes to what the server sends on its own (requests and
+    /// notifications). Only the first call gets the receiver. Without a
+    /// subscriber, server requests are answered -32601 at once (so the
+    /// server never waits) and notifications are dropped; `ping` is always
+    /// answered by the connection itself.
+    pub fn take_server_messages(&self) -> Option<mpsc::Receiver<ServerMessage>> {
+        let mut slot = self
+            .shared
+            .server_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(SERVER_MESSAGE_QUEUE);
+        *slot = Some(tx);
+        Some(rx)
+    }
+
+    /// Sends a client request and waits for its response: the whole response
+    /// message (success or error), carrying the client's id.
+    ///
+    /// Progress notifications for the request's `_meta.progressToken` go to
+    /// `events` with the client's token restored. Cancel-safe: dropping the
+    /// future before the answer sends `notifications/cancelled` upstream
+    /// (except for `initialize`, which MCP forbids cancelling).
+    pub async fn call(
+        &self,
+        request: OutgoingRequest,
+        events: Option<mpsc::Sender<Value>>,
+    ) -> Result<Value, CallError> {
+        let OutgoingRequest {
+            id: client_id,
+            method,
+            mut params,
+        } = request;
+        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let progress_token = ids::swap_progress_token(&mut params, Value::from(n));
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut state = self.shared.lock();
+            if let Some(err) = &state.closed {
+                return Err(err.clone());
+            }
+            state.in_flight.insert(
+                n,
+                Pending {
+                    client_id,
+                    progress_token,
+                    events,
+                    reply,
+                },
+            );
+        }
+        let mut guard = InFlightGuard {
+            shared: &self.shared,
+            upstream: n,
+            cancel_upstream: method != "initialize",
+        };
+        self.shared.uses.fetch_add(1, Ordering::Relaxed);
+        self.shared.touch();
+        let msg = Message::Request {
+            id: ids::upstream_id(n),
+            method,
+            params,
+        }
+        .into_value();
+        if !self.shared.send(msg) {
+            // The writer is gone; nothing was sent, so there is nothing to cancel.
+            guard.cancel_upstream = false;
+            drop(guard);
+            return Err(self.closed_error());
+        }
+        let result = answer.await;
+        // Answered or failed: the entry is gone, the guard's drop is a no-op.
+        drop(guard);
+        match result {
+            Ok(res) => res,
+            Err(_) => Err(self.closed_error()),
+        }
+    }
+
+    fn closed_error(&self) -> CallError {
+        self.closed_reason().unwrap_or_else(|| {
+            CallError::Closed(self.shared.closed_detail("stopped accepting messages"))
+        })
+    }
+
+    /// Sends `ping` and waits at most `timeout` for the answer.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), CallError> {
+        let req = OutgoingRequest::new("stdiopool-ping", "ping", None);
+        match tokio::time::timeout(timeout, self.call(req, None)).await {
+            Ok(Ok(resp)) if resp.get("result").is_some() => Ok(()),
+            Ok(Ok(resp)) => Err(CallError::Protocol(ErrorObject::upstream_protocol_error(
+                format!("ping was answered with an error: {}", resp["error"]),
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(CallError::Closed(ErrorObject::request_timeout(format!(
+                "{} (pid {}) did not answer ping within {timeout:?}",
+                self.shared.name, self.shared.pid
+            )))),
+        }
+    }
+
+    /// Sends a client notification. A `notifications/cancelled` naming a
+    /// client id in flight is translated to its upstream id; one naming no
+    /// request in flight is dropped (MCP: unknown ids are ignored).
+    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), CallError> {
+        let mut params = params;
+        if method == "notifications/cancelled" {
+            let Some(client_id) = ids::cancelled_request_id(params.as_ref()) else {
+                tracing::debug!(server = %self.shared.name, "dropping notifications/cancelled without a valid requestId");
+                return Ok(());
+            };
+            let Some(n) = self.upstream_id_of(&client_id) else {
+                tracing::debug!(server = %self.shared.name, id = %client_id, "dropping notifications/cancelled for a request not in flight");
+                return Ok(());
+            };
+            if let Some(p) = params.as_mut() {
+                ids::set_cancelled_request_id(p, &ids::upstream_id(n));
+            }
+        }
+        self.send_raw(
+            Message::Notification {
+                method: method.to_owned(),
+                params,
+            }
+            .into_value(),
+        )
+    }
+
+    /// Sends `notifications/cancelled` for the client's request `id` if it is
+    /// in flight; returns whether it was.
+    pub async fn cancel(&self, id: &Id, reason: Option<&str>) -> Result<bool, CallError> {
+        let Some(n) = self.upstream_id_of(id) else {
+            return Ok(false);
+        };
+        let mut params = Map::new();
+        params.insert("requestId".into(), Value::from(n));
+        if let Some(reason) = reason {
+            params.insert("reason".into(), Value::from(reason));
+        }
+        self.send_raw(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}),
+        )?;
+        Ok(true)
+    }
+
+    /// Forwards a client's response to a server request unchanged (server ids
+    /// belong to the server's id space and are never rewritten).
+    pub async fn respond(&self, response: Value) -> Result<(), CallError> {
+        self.send_raw(response)
+    }
+
+    fn upstream_id_of(&self, client_id: &Id) -> Option<u64> {
+        let state = self.shared.lock();
+        state
+            .in_flight
+            .iter()
+            .filter(|(_, p)| &p.client_id == client_id)
+            .map(|(n, _)| *n)
+            .min()
+    }
+
+    fn send_raw(&self, msg: Value) -> Result<(), CallError> {
+        if let Some(err) = self.closed_reason() {
+            return Err(err);
+        }
+        self.shared.touch();
+        if self.shared.send(msg) {
+            Ok(())
+        } else {
+            Err(self.closed_error())
+        }
+    }
+
+    /// Stops the process with the stop sequence (reason "retired") and waits
+    /// for it; the tasks end with it.
+    pub async fn shutdown(self) -> StopOutcome {
+        self.shutdown_with(StopReason::Retired).await
+    }
+
+    /// [`shutdown`](Self::shutdown) with an explicit reason (for the logs).
+    pub async fn shutdown_with(mut self, reason: StopReason) -> StopOutcome {
+        let (tx, rx) = oneshot::channel();
+        let sent = match self.control.take() {
+            Some(control) => control
+                .send(StopRequest {
+                    reason,
+                    reply: Some(tx),
+                })
+                .is_ok(),
+            None => false,
+        };
+        let tail = self.shared.stderr.lines();
+        drop(self);
+        match (sent, rx.await) {
+            (true, Ok(outcome)) => outcome,
+            // The monitor is gone (its runtime is shutting down); the process
+            // handle's own drop has stopped it.
+            _ => StopOutcome {
+                cause: ExitCause::Unknown,
+                stage: StopStage::AlreadyExited,
+                group_reaped: 0,
+                stderr_tail: tail,
+            },
+        }
+    }
+
+    /// Whether a crash of this connection has been counted (the manager
+    /// counts each broken connection once as a restart).
+    pub(crate) fn mark_crash_counted(&self) -> bool {
+        !self.crash_counted.swap(true, Ordering::SeqCst)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Dropping `control` tells the monitor to stop the process; the
+        // token lets the writer close stdin first.
+        self.closing.cancel();
+        drop(self.control.take());
+    }
+}
+
+/// Writes queued messages to stdin until the connection closes. A write
+/// error means the process is gone or closed stdin: the connection is
+/// closed.
+async fn write_loop(
+    stdin: Option<ChildStdin>,
+    mut outbox: mpsc::UnboundedReceiver<Value>,
+    shared: Arc<Shared>,
+    closing: CancellationToken,
+) {
+    let Some(stdin) = stdin else {
+        shared.close(CallError::Closed(shared.closed_detail("has no stdin pipe")));
+        return;
+    };
+    let mut stdin = stdin;
+    let mut codec = JsonRpcCodec::default();
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        let first = tokio::select! {
+            biased;
+            msg = outbox.recv() => msg,
+            () = closing.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        buf.clear();
+        encode(&mut codec, first, &mut buf, &shared);
+        // Batch whatever else is queued into one write.
+        while let Ok(msg) = outbox.try_recv() {
+            encode(&mut codec, msg, &mut buf, &shared);
+        }
+        let res = match stdin.write_all(&buf).await {
+            Ok(()) => stdin.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = res {
+            // Usually the process died: give the monitor time to report the
+            // exit status, which says more than a broken pipe.
+            shared.broken.store(true, Ordering::SeqCst);
+            tokio::select! {
+                () = tokio::time::sleep(DRAIN_AFTER_EXIT + EXIT_AFTER_EOF) => {}
+                () = closing.cancelled() => {}
+            }
+            shared.close(CallError::Closed(
+                shared.closed_detail(&format!("cannot be written to: {e}")),
+            ));
+            break;
+        }
+        if buf.capacity() > 1024 * 1024 {
+            // Do not keep a large request's buffer for the connection's life.
+            buf = BytesMut::with_capacity(8 * 1024);
+        }
+    }
+    // Dropping stdin closes it: the MCP stdio shutdown signal.
+}
+
+/// Appends one encoded message; a message that cannot be encoded is logged
+/// and skipped (only a hand-made number with a newline can fail).
+fn encode(codec: &mut JsonRpcCodec, msg: Value, buf: &mut BytesMut, shared: &Shared) {
+    if let Err(e) = codec.encode(msg, buf) {
+        tracing::error!(server = %shared.name, pid = shared.pid, error = %e, "message not sent upstream");
+    }
+}
+
+/// Decodes stdout and routes each message until EOF or a fatal read error.
+async fn read_loop(stdout: Option<ChildStdout>, max_frame: usize, shared: Arc<Shared>) {
+    let Some(stdout) = stdout else {
+        return;
+    };
+    let mut frames = FramedRead::new(stdout, JsonRpcCodec::new(max_frame));
+    while let Some(item) = frames.next().await {
+        match item {
+            Ok(Ok(value)) => {
+                shared.touch();
+                route(&shared, value);
+            }
+            Ok(Err(LineError::FrameTooLarge { limit })) => {
+                // A message vanished and cannot be attributed: no answer on
+                // this stream can be trusted to be complete any more.
+                shared.close(CallError::Protocol(ErrorObject::upstream_protocol_error(
+                    format!(
+                        "{} (pid {}) wrote a message larger than the {limit}-byte frame limit (max_frame); the connection is discarded",
+                        shared.name, shared.pid
+                    ),
+                )));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream wrote a line that is not a JSON-RPC message on stdout; skipped");
+            }
+            Err(e) => {
+                tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream stdout stream ended with an error");
+                break;
+            }
+        }
+    }
+}
+
+/// Routes one decoded value from the server.
+fn route(shared: &Shared, value: Value) {
+    let id_hint = id_of(&value);
+    let msg = match Message::from_value(value) {
+        Ok(msg) => msg,
+        Err(e) => {
+            // If it names a request of ours, that request's answer is broken.
+            if let Some(n) = id_hint.as_ref().and_then(ids::counter_of) {
+                let pending = shared.lock().in_flight.remove(&n);
+                if let Some(p) = pending {
+                    let _ = p.reply.send(Err(CallError::Protocol(
+                        ErrorObject::upstream_protocol_error(format!(
+                            "the server answered with an invalid JSON-RPC message: {e}"
+                        )),
+                    )));
+                    return;
+                }
+            }
+            tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream wrote JSON that is not a JSON-RPC message; ignored");
+            return;
+        }
+    };
+    match msg {
+        Message::Response { id, result } => deliver(shared, Some(id), Ok(result)),
+        Message::ErrorResponse { id, error } => deliver(shared, id, Err(error)),
+        Message::Request { id, method, params } => server_request(shared, id, method, params),
+        Message::Notification { method, params } => server_notification(shared, method, params),
+    }
+}
+
+/// Hands a response to the caller waiting for it, with the client's id.
+fn deliver(shared: &Shared, id: Option<Id>, outcome: Result<Value, ErrorObject>) {
+    let pending = {
+        let mut state = shared.lock();
+        match id.as_ref() {
+            Some(id) => ids::counter_of(id).and_then(|n| state.in_flight.remove(&n)),
+            // An error without an id answers a request the server could not
+            // read; with exactly one in flight it can only be that one.
+            None if state.in_flight.len() == 1 => {
+                let n = state.in_flight.keys().next().copied();
+                n.and_then(|n| state.in_flight.remove(&n))
+            }
+            None => None,
+        }
+    };
+    let Some(p) = pending else {
+        tracing::debug!(server = %shared.name, pid = shared.pid, id = ?id, "response to no request in flight (cancelled or unknown); dropped");
+        return;
+    };
+    let value = match outcome {
+        Ok(result) => response(&p.client_id, result),
+        Err(error) => error_response(Some(&p.client_id), error),
+    };
+    let _ = p.reply.send(Ok(value));
+}
+
+fn server_request(shared: &Shared, id: Id, method: String, params: Option<Value>) {
+    if method == "ping" {
+        shared.send(response(&id, json!({})));
+        return;
+    }
+    let refusal = match shared.subscriber() {
+        Some(tx) => match tx.try_send(ServerMessage::Request {
+            id: id.clone(),
+            method: method.clone(),
+            params,
+        }) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => ErrorObject::internal_error(format!(
+                "the proxy's queue of server messages is full; {method} not delivered"
+            )),
+            Err(mpsc::error::TrySendError::Closed(_)) => ErrorObject::method_not_found(&method),
+        },
+        None => ErrorObject::method_not_found(&method),
+    };
+    tracing::debug!(server = %shared.name, pid = shared.pid, %method, "server request with no client to answer it; refused");
+    shared.send(error_response(Some(&id), refusal));
+}
+
+fn server_notification(shared: &Shared, method: String, mut params: Option<Value>) {
+    if method == "notifications/progress" {
+        let n = ids::progress_token(params.as_ref()).and_then(Value::as_u64);
+        let target = n.and_then(|n| {
+            let state = shared.lock();
+            let p = state.in_flight.get(&n)?;
+            Some((p.progress_token.clone()?, p.events.clone()))
+        });
+        if let Some((token, events)) = target {
+            if let (Some(events), Some(p)) = (events, params.as_mut()) {
+                ids::set_progress_token(p, token);
+                let note = Message::Notification { method, params }.into_value();
+                if events.try_send(note).is_err() {
+                    tracing::debug!(server = %shared.name, "progress event dropped: the caller's channel is full or closed");
+                }
+            }
+            return;
+        }
+    }
+    match shared.subscriber() {
+        Some(tx) => {
+            if tx
+                .try_send(ServerMessage::Notification { method, params })
+                .is_err()
+            {
+                tracing::debug!(server = %shared.name, "server notification dropped: the subscriber's queue is full");
+            }
+        }
+        None => {
+            tracing::trace!(server = %shared.name, %method, "server notification with no subscriber; dropped");
+        }
+    }
+}
+
+/// Owns the process: fails requests when it dies, stops it when asked to or
+/// when the connection is dropped.
+async fn monitor(
+    mut child: ChildProcess,
+    shared: Arc<Shared>,
+    mut control: oneshot::Receiver<StopRequest>,
+    mut reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+    closing: CancellationToken,
+) {
+    let mut exited = false;
+    let mut reader_done = false;
+    let request = loop {
+        tokio::select! {
+            req = &mut control => break req.ok(),
+            cause = child.wait_exit(), if !exited => {
+                exited = true;
+                // Let the reader deliver what the process wrote before dying.
+                if !reader_done && tokio::time::timeout(DRAIN_AFTER_EXIT, &mut reader).await.is_ok() {
+                    reader_done = true;
+                }
+                shared.close(CallError::Closed(shared.closed_detail(&cause.to_string())));
+            }
+            _ = &mut reader, if !reader_done => {
+                reader_done = true;
+                if !exited {
+                    let what = match tokio::time::timeout(EXIT_AFTER_EOF, child.wait_exit()).await {
+                        Ok(cause) => {
+                            exited = true;
+                            cause.to_string()
+                        }
+                        Err(_) => "closed its stdout".to_owned(),
+                    };
+                    shared.close(CallError::Closed(shared.closed_detail(&what)));
+                }
+            }
+        }
+    };
+    let (reason, reply) = match request {
+        Some(r) => (r.reason, r.reply),
+        None => (StopReason::Dropped, None),
+    };
+    shared.broken.store(true, Ordering::SeqCst);
+    // Close stdin (the writer flushes what is queued, then drops it) before
+    // the stop sequence, whose first step is waiting for an exit on EOF.
+    closing.cancel();
+    let mut writer = writer;
+    if tokio::time::timeout(WRITER_CLOSE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    let outcome = child.stop(reason).await;
+    reader.abort();
+    shared.close(CallError::Closed(
+        shared.closed_detail(&format!("was stopped ({reason})")),
+    ));
+    if let Some(reply) = reply {
+        let _ = reply.send(outcome);
+    }
+}
