@@ -75,22 +75,39 @@ async def exercise(session: Any, tool: str, args: dict[str, Any], want: str, lab
 
 
 async def via_client(url: str, mode: str, tool: str, args: dict[str, Any], want: str) -> str:
+    # Exactly what a user writes: the SDK's own HTTP client and defaults.
     async with Client(url, mode=mode) as c:  # type: ignore[arg-type]
         expect(bool(c.protocol_version), "client: no protocol version negotiated")
         version = c.protocol_version
         await exercise(c, tool, args, want, f"Client({mode})")
-    return f"Client(url, mode={mode}) negotiated {version}"
+    if mode != "auto":
+        return f"Client(url, mode={mode}) negotiated {version}"
+    # Once more over a recording HTTP client, to see the probe and the fallback on the wire.
+    rec = Recorder()
+    async with httpx2.AsyncClient(event_hooks={"response": [rec.on_response]}) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as c:
+            await exercise(c, tool, args, want, "Client(auto, recorded)")
+    first = rec.bodies[:2]
+    expect(
+        len(first) == 2 and '"server/discover"' in first[0][1] and 400 <= first[0][0] < 500,
+        f"auto mode: expected server/discover answered 4xx first, got {rec.bodies[:3]}",
+    )
+    expect('"initialize"' in first[1][1] and first[1][0] == 200, f"auto mode: no initialize fallback: {first}")
+    return f"Client(url) auto: server/discover -> {first[0][0]}, fell back to initialize, negotiated {version}"
 
 
 class Recorder:
-    """httpx event hooks: every (method, status, session id sent) in order."""
+    """httpx event hooks: every (method, status, session id sent) in order, and POST bodies."""
 
     def __init__(self) -> None:
         self.exchanges: list[tuple[str, int, str | None]] = []
+        self.bodies: list[tuple[int, str]] = []  # (status, request body) of each POST
 
     async def on_response(self, response: httpx2.Response) -> None:
         sid = response.request.headers.get("mcp-session-id")
         self.exchanges.append((response.request.method, response.status_code, sid))
+        if response.request.method == "POST":
+            self.bodies.append((response.status_code, response.request.content.decode("utf-8", "replace")))
 
 
 async def via_session(

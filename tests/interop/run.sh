@@ -20,8 +20,9 @@
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
 # bounded in time; every process started here is killed on exit.
 #
-# Knobs: INTEROP_POOL_SIZE (default 2), INTEROP_ONLY="<mode>/<server>" to run one row
-# (e.g. session/everything, pooled/conformance).
+# Knobs: INTEROP_POOL_SIZE (default 2), INTEROP_CONFORMANCE_SESSIONS (session-mode pool size for
+# the suite, default 40), INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything,
+# pooled/conformance).
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -114,13 +115,14 @@ run_cell() {
 proxy_pid=""
 proxy_port=""
 proxy_log=""
-# start_proxy <mode> <log> <cmd...>: start stdiopool in front of cmd; wait for /healthz, /readyz.
+# start_proxy <mode> <pool-size> <log> <cmd...>: start stdiopool in front of cmd; wait for
+# /healthz, then /readyz.
 start_proxy() {
-    local mode="$1"
-    proxy_log="$2"
-    shift 2
+    local mode="$1" size="$2"
+    proxy_log="$3"
+    shift 3
     proxy_port="$(free_port)"
-    "$bin" --listen "127.0.0.1:$proxy_port" --mode "$mode" --pool-size "${INTEROP_POOL_SIZE:-2}" \
+    "$bin" --listen "127.0.0.1:$proxy_port" --mode "$mode" --pool-size "$size" \
         --log-filter info -- "$@" >"$proxy_log" 2>&1 &
     proxy_pid=$!
     own_pids+=("$proxy_pid")
@@ -226,7 +228,7 @@ conformance_cell() {
     timeout --kill-after=5 600 "$node" "$conformance_js" "${args[@]}" >"$log" 2>&1
     local rc=$?
     # The suite's own report, in the CI log.
-    grep -E '^[✓✗] |^Total: |^  [~✗] |Baseline|[Ss]tale|Unexpected' "$log" | sed 's/^/    /'
+    grep -E '^[✓✗] |^Total: |^  [~✗] |Baseline|[Ss]tale|Unexpected' "$log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    /'
     local total
     total="$(grep -E '^Total: ' "$log" | tail -n 1)"
     if ((rc == 0)); then
@@ -282,7 +284,7 @@ else
             extra=()
             [[ "$mode" == session && "$server" == everything ]] && extra=(--server-requests)
             echo "---- $mode mode, $label: stdiopool --mode $mode -- ${cmd[*]}"
-            if ! start_proxy "$mode" "$out/proxy-$mode-$server.log" "${cmd[@]}" >"$out/start-$mode-$server.log" 2>&1; then
+            if ! start_proxy "$mode" "${INTEROP_POOL_SIZE:-2}" "$out/proxy-$mode-$server.log" "${cmd[@]}" >"$out/start-$mode-$server.log" 2>&1; then
                 record "stdiopool start" "$label" "$mode" FAIL "$(tail -n 1 "$out/start-$mode-$server.log")"
                 sed 's/^/    | /' "$out/start-$mode-$server.log"
                 kill -KILL "$proxy_pid" 2>/dev/null
@@ -293,8 +295,13 @@ else
             stop_cell "$label" "$mode" "$out/stop-$mode-$server.log"
         done
         selected "$mode" conformance || continue
-        echo "---- $mode mode, conformance fixture: stdiopool --mode $mode -- ${fixture_cmd[*]}"
-        if ! start_proxy "$mode" "$out/proxy-$mode-conformance.log" "${fixture_cmd[@]}" >"$out/start-$mode-conformance.log" 2>&1; then
+        # The suite opens a fresh session per scenario (31) and never ends one (no DELETE), so in
+        # session mode each keeps its own process until --session-idle-timeout: the pool must
+        # hold them all, as it would for that many concurrent clients.
+        size="${INTEROP_POOL_SIZE:-2}"
+        [[ "$mode" == session ]] && size="${INTEROP_CONFORMANCE_SESSIONS:-40}"
+        echo "---- $mode mode, conformance fixture: stdiopool --mode $mode --pool-size $size -- ${fixture_cmd[*]}"
+        if ! start_proxy "$mode" "$size" "$out/proxy-$mode-conformance.log" "${fixture_cmd[@]}" >"$out/start-$mode-conformance.log" 2>&1; then
             record "stdiopool start" conformance_server.py "$mode" FAIL "$(tail -n 1 "$out/start-$mode-conformance.log")"
             kill -KILL "$proxy_pid" 2>/dev/null
             continue
