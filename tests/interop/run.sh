@@ -69,13 +69,45 @@ fi
 
 # ---- process bookkeeping: everything started here dies on exit -------------------------------
 declare -a own_pids=()
-declare -a own_pgids=()
+# On exit: SIGTERM what we started (a proxy then stops its own children), wait up to 10 s,
+# then SIGKILL the rest, and the process groups of any proxy child still alive.
 cleanup() {
-    local p
-    for p in "${own_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    sleep 0.5
-    for p in "${own_pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    for p in "${own_pgids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
+    local p g kids="" waited=0
+    for p in "${own_pids[@]}"; do
+        kill -0 "$p" 2>/dev/null || continue
+        kids+="$(pgrep -P "$p" | tr '\n' ' ')"
+        kill -TERM "$p" 2>/dev/null
+    done
+    for p in "${own_pids[@]}"; do
+        while kill -0 "$p" 2>/dev/null && ((waited < 100)); do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+        kill -KILL "$p" 2>/dev/null
+    done
+    for p in $kids; do
+        g="$(ps -o pgid= -p "$p" 2>/dev/null | tr -d ' ')"
+        [[ -n "$g" && "$g" != 0 && "$g" != 1 && "$g" != "$$" ]] && kill -KILL -- "-$g" 2>/dev/null
+        kill -KILL "$p" 2>/dev/null
+    done
+}
+forget_pid() { # forget_pid <pid>: it was reaped; never signal that number again
+    local p kept=()
+    for p in "${own_pids[@]}"; do [[ "$p" != "$1" ]] && kept+=("$p"); done
+    own_pids=("${kept[@]}")
+}
+# bounded <seconds> <cmd...>: run cmd under timeout in the background and wait for it, so a
+# signal to this script is acted on at once instead of when cmd ends. Returns cmd's status.
+bounded() {
+    local limit="$1" pid rc
+    shift
+    timeout --kill-after=5 "$limit" "$@" &
+    pid=$!
+    own_pids+=("$pid")
+    wait "$pid"
+    rc=$?
+    forget_pid "$pid"
+    return "$rc"
 }
 trap cleanup EXIT
 trap 'echo "interop: interrupted"; exit 130' INT TERM
@@ -100,7 +132,7 @@ record() { # record <client> <server> <mode> <ok|FAIL> <detail>
 run_cell() {
     local client="$1" server="$2" mode="$3" limit="$4" log="$5"
     shift 5
-    timeout --kill-after=5 "$limit" "$@" >"$log" 2>&1
+    bounded "$limit" "$@" >"$log" 2>&1
     local rc=$?
     local detail
     detail="$(grep -v '^\s*$' "$log" | tail -n 1 | cut -c1-300)"
@@ -144,6 +176,13 @@ start_proxy() {
     done
 }
 
+# kill_leftovers "<pids>" "<pgids>": what a failed stop left behind (the proxy's children).
+kill_leftovers() {
+    local p
+    for p in $2; do kill -KILL -- "-$p" 2>/dev/null; done
+    for p in $1; do kill -KILL "$p" 2>/dev/null; done
+}
+
 # stop_proxy: SIGTERM, bounded wait; pass when it exits 0 and none of its children (nor
 # anything in their process groups) is left.
 stop_proxy() {
@@ -154,7 +193,6 @@ stop_proxy() {
         g="$(ps -o pgid= -p "$p" 2>/dev/null | tr -d ' ')"
         [[ -n "$g" && "$g" != 0 && "$g" != 1 ]] && pgids+="$g "
     done
-    for g in $pgids; do own_pgids+=("$g"); done
     kill -TERM "$proxy_pid" 2>/dev/null
     while kill -0 "$proxy_pid" 2>/dev/null && ((waited < 300)); do
         sleep 0.1
@@ -163,26 +201,41 @@ stop_proxy() {
     if kill -0 "$proxy_pid" 2>/dev/null; then
         kill -KILL "$proxy_pid" 2>/dev/null
         wait "$proxy_pid" 2>/dev/null
+        forget_pid "$proxy_pid"
+        kill_leftovers "$kids" "$pgids"
         echo "stdiopool did not exit within 30s of SIGTERM (killed)"
         return 1
     fi
     wait "$proxy_pid"
     rc=$?
+    forget_pid "$proxy_pid"
     local left=""
     for p in $kids; do kill -0 "$p" 2>/dev/null && left+="pid $p ($(ps -o stat=,args= -p "$p" | cut -c1-60)) "; done
     for g in $pgids; do
         for p in $(pgrep -g "$g"); do left+="pid $p in group $g "; done
     done
     if ((rc != 0)); then
+        kill_leftovers "$kids" "$pgids"
         echo "stdiopool exited $rc after SIGTERM; its log:"
         tail -n 10 "$proxy_log"
         return 1
     fi
     if [[ -n "$left" ]]; then
+        kill_leftovers "$kids" "$pgids"
         echo "stdiopool exited 0 but left: $left"
         return 1
     fi
     echo "SIGTERM -> exit 0 in $((waited / 10)).$((waited % 10))s; children before: ${kids:-none}; none left"
+}
+
+# abandon_proxy: after a failed start, stop the proxy if it still runs, reap it either way.
+abandon_proxy() {
+    if kill -0 "$proxy_pid" 2>/dev/null; then
+        stop_proxy >/dev/null 2>&1
+    else
+        wait "$proxy_pid" 2>/dev/null
+        forget_pid "$proxy_pid"
+    fi
 }
 
 # stop_cell <server-label> <mode> <log>: stop_proxy as a matrix cell.
@@ -225,7 +278,7 @@ conformance_cell() {
     local args=(server --url "$url" -o "$out/conformance-$mode")
     [[ -n "$baseline" ]] && args+=(--expected-failures "$baseline")
     echo "---- conformance suite ($mode): $node $conformance_js ${args[*]}"
-    timeout --kill-after=5 600 "$node" "$conformance_js" "${args[@]}" >"$log" 2>&1
+    bounded 600 "$node" "$conformance_js" "${args[@]}" >"$log" 2>&1
     local rc=$?
     # The suite's own report, in the CI log.
     grep -E '^[✓✗] |^Total: |^  [~✗] |Baseline|[Ss]tale|Unexpected' "$log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    /'
@@ -250,7 +303,7 @@ if ((self_test)); then
     url="http://127.0.0.1:$port/mcp"
     client_cells everything-http direct "$url" "${everything_tool[@]}" --server-requests --after-delete-status 400
     log="$out/conformance-direct.log"
-    timeout --kill-after=5 600 "$node" "$conformance_js" server --url "$url" >"$log" 2>&1
+    bounded 600 "$node" "$conformance_js" server --url "$url" >"$log" 2>&1
     total="$(grep -E '^Total: ' "$log" | tail -n 1)"
     if [[ "$total" == "Total: 13 passed, 19 failed" ]]; then
         record "conformance 0.1.16" everything-http direct ok "$total (as documented)"
@@ -287,7 +340,7 @@ else
             if ! start_proxy "$mode" "${INTEROP_POOL_SIZE:-2}" "$out/proxy-$mode-$server.log" "${cmd[@]}" >"$out/start-$mode-$server.log" 2>&1; then
                 record "stdiopool start" "$label" "$mode" FAIL "$(tail -n 1 "$out/start-$mode-$server.log")"
                 sed 's/^/    | /' "$out/start-$mode-$server.log"
-                kill -KILL "$proxy_pid" 2>/dev/null
+                abandon_proxy
                 continue
             fi
             url="http://127.0.0.1:$proxy_port/mcp"
@@ -303,7 +356,7 @@ else
         echo "---- $mode mode, conformance fixture: stdiopool --mode $mode --pool-size $size -- ${fixture_cmd[*]}"
         if ! start_proxy "$mode" "$size" "$out/proxy-$mode-conformance.log" "${fixture_cmd[@]}" >"$out/start-$mode-conformance.log" 2>&1; then
             record "stdiopool start" conformance_server.py "$mode" FAIL "$(tail -n 1 "$out/start-$mode-conformance.log")"
-            kill -KILL "$proxy_pid" 2>/dev/null
+            abandon_proxy
             continue
         fi
         url="http://127.0.0.1:$proxy_port/mcp"
