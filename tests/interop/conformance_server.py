@@ -43,8 +43,6 @@ WATCHED_URI = "test://watched-resource"
 # How often a subscribed watched resource changes (and a resources/updated is sent).
 WATCH_PERIOD_S = 1.0
 
-log = logging.getLogger("conformance_server")
-
 NO_ARGS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
