@@ -17,11 +17,10 @@ stage "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 
-stage "unit, property and integration tests (cargo test)"
+# --all-targets includes the criterion benches, each run once in test mode
+# (so they never rot).
+stage "unit, property and integration tests, benches in test mode (cargo test)"
 cargo test --all-targets --no-fail-fast
-
-stage "criterion benches, once each in test mode (so they never rot)"
-cargo test --benches
 
 stage "loom models (release, LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
 # A crate-specific cfg: `--cfg loom` would reach tokio and remove tokio::net,

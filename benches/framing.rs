@@ -1,13 +1,17 @@
 //! Decode throughput of the stdio framing: the framing alone
-//! (`RawLineCodec`: newline search, limit, split) and framing plus JSON
-//! parsing (`JsonRpcCodec`), on small MCP requests and on 1 MiB tool results.
+//! (`RawLineCodec`: newline search, limit, split), framing plus JSON
+//! validation (no tree built), and framing plus parsing into `Value`
+//! (`JsonRpcCodec`), on small MCP requests and on 1 MiB tool results (a
+//! base64 image, and structured JSON).
 //! Figures and the command are in docs/PERFORMANCE-framing.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use serde::de::IgnoredAny;
 use stdiopool::framing::{DEFAULT_MAX_FRAME_BYTES, JsonRpcCodec, RawLineCodec};
 use tokio_util::codec::Decoder;
 
@@ -36,6 +40,34 @@ fn large_results() -> Vec<u8> {
         out.extend_from_slice(
             format!(
                 "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"image\",\"data\":\"{data}\",\"mimeType\":\"image/png\"}}]}}}}\n"
+            )
+            .as_bytes(),
+        );
+    }
+    out
+}
+
+/// 8 tool results of ~1 MiB each whose bulk is structured JSON (an array of
+/// small objects in `structuredContent`): the worst case for parsing.
+fn large_structured_results() -> Vec<u8> {
+    let mut out = Vec::new();
+    for id in 0..8 {
+        let mut rows = String::from("[");
+        let mut i = 0;
+        while rows.len() < MIB {
+            if i > 0 {
+                rows.push(',');
+            }
+            rows.push_str(&format!(
+                "{{\"id\":{i},\"name\":\"row-{i}\",\"score\":{}.5,\"tags\":[\"alpha\",\"beta\"],\"ok\":true}}",
+                i % 100
+            ));
+            i += 1;
+        }
+        rows.push(']');
+        out.extend_from_slice(
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[],\"structuredContent\":{{\"rows\":{rows}}}}}}}\n"
             )
             .as_bytes(),
         );
@@ -74,6 +106,24 @@ fn bench_input(c: &mut Criterion, name: &str, input: &[u8], frames: usize) {
                 let mut n = 0;
                 while let Some(frame) = codec.decode(&mut buf).expect("no fatal error") {
                     black_box(frame.expect("valid frame"));
+                    n += 1;
+                }
+                assert_eq!(n, frames);
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // JSON validation without building a `Value`: separates the parser's own
+    // cost from the cost of allocating the tree.
+    group.bench_function("framing_and_validate/one_read", |b| {
+        b.iter_batched(
+            || BytesMut::from(input),
+            |mut buf| {
+                let mut codec = RawLineCodec::new(DEFAULT_MAX_FRAME_BYTES);
+                let mut n = 0;
+                while let Some(frame) = codec.decode(&mut buf).expect("no fatal error") {
+                    let frame = frame.expect("valid frame");
+                    black_box(serde_json::from_slice::<IgnoredAny>(&frame).expect("valid JSON"));
                     n += 1;
                 }
                 assert_eq!(n, frames);
@@ -120,6 +170,7 @@ fn bench_input(c: &mut Criterion, name: &str, input: &[u8], frames: usize) {
 fn framing(c: &mut Criterion) {
     bench_input(c, "small_requests", &small_requests(), 4096);
     bench_input(c, "large_1mib_results", &large_results(), 8);
+    bench_input(c, "large_1mib_structured", &large_structured_results(), 8);
 }
 
 criterion_group!(benches, framing);

@@ -98,9 +98,12 @@ pub enum FramingError {
     /// `serde_json` could not serialize the message.
     #[error("cannot serialize JSON-RPC message: {0}")]
     Serialize(#[source] serde_json::Error),
-    /// The serialized message contained a raw newline (only possible with a
-    /// hand-made number via `serde_json::Number::from_string_unchecked`); it
-    /// was not written, since it would have split into two frames.
+    /// The serialized message contained a raw newline, so it was not written
+    /// (it would have split into two frames). Defence in depth: serde_json
+    /// escapes newlines in strings and currently refuses malformed numbers,
+    /// but a `Number` can be built from any text
+    /// (`Number::from_string_unchecked`), and the one-line guarantee should
+    /// not rest on nobody doing that.
     #[error("serialized message contains a raw newline and was not written")]
     EmbeddedNewline,
 }
@@ -136,8 +139,9 @@ pub(crate) fn snippet(bytes: &[u8]) -> String {
     out
 }
 
-/// JSON whitespace. A line made only of it carries no message and is skipped
-/// (MCP forbids blank lines no more than it needs them; servers do emit them).
+/// Whether a line is only JSON whitespace (the `\n` is already gone). Such a
+/// line carries no message; servers do emit them (a stray `\n\n`), so they
+/// are skipped rather than reported.
 fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
 }

@@ -4,15 +4,27 @@
 
 use std::process::ExitCode;
 
+// The bundled fixture server, built into this binary too, so `--demo` works
+// from a plain `cargo run` (which builds only this binary).
+#[path = "bin/stdiopool-fixture.rs"]
+mod fixture;
+
+/// Set in the environment of `--demo`'s children: run as the fixture server.
+const RUN_FIXTURE_ENV: &str = "STDIOPOOL_RUN_FIXTURE";
+
 use anyhow::Context;
-use stdiopool::config::{Config, ConfigError, LogFormat, Mode};
+use stdiopool::config::{Config, ConfigError, LogFormat, Mode, ServerCommand};
 use stdiopool::proxy::Proxy;
 use stdiopool::upstream::process::become_subreaper;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let config = match Config::load() {
+    if std::env::var_os(RUN_FIXTURE_ENV).is_some() {
+        fixture::main();
+        return ExitCode::SUCCESS;
+    }
+    let mut config = match Config::load() {
         Ok(config) => config,
         Err(ConfigError::Cli(e)) => e.exit(),
         Err(e) => {
@@ -21,6 +33,21 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    if config.server.command == ServerCommand::Demo {
+        match std::env::current_exe() {
+            Ok(exe) => {
+                config.server.command = ServerCommand::Exec {
+                    program: exe.into_os_string(),
+                    args: vec!["--name".into(), "demo".into()],
+                };
+                config.server.env.push((RUN_FIXTURE_ENV.into(), "1".into()));
+            }
+            Err(e) => {
+                eprintln!("stdiopool: --demo: cannot find this executable: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

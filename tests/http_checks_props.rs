@@ -68,7 +68,8 @@ proptest! {
         let text = serde_json::to_vec(&v).unwrap();
         match IncomingMessage::parse(&text) {
             Ok(m) => {
-                prop_assert_eq!(m.message.to_value().get("jsonrpc").and_then(Value::as_str), Some("2.0"));
+                let value = m.message.to_value();
+                prop_assert_eq!(value.get("jsonrpc").and_then(Value::as_str), Some("2.0"));
             }
             Err(ProxyError::InvalidRequest(_)) => {}
             Err(other) => prop_assert!(false, "valid JSON refused as {other:?}"),

@@ -261,6 +261,9 @@ async fn a_client_cancel_notification_is_translated_to_the_upstream_id() {
             )
             .await
             .unwrap();
+            // `cancel` does the same for a client id; unknown ids are not sent.
+            assert_eq!(conn.cancel(&Id::from("c-1"), Some("again")).await, Ok(true));
+            assert_eq!(conn.cancel(&Id::from("nope"), None).await, Ok(false));
             // An id not in flight is dropped, not forwarded.
             conn.notify(
                 "notifications/cancelled",
@@ -281,8 +284,9 @@ async fn a_client_cancel_notification_is_translated_to_the_upstream_id() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert_eq!(cancelled.len(), 2, "{cancelled:?}");
     assert!(cancelled[0].is_u64(), "not rewritten: {cancelled:?}");
+    assert_eq!(cancelled[0], cancelled[1]);
     conn.shutdown().await;
 }
 
@@ -449,4 +453,185 @@ async fn dropping_a_connection_stops_its_process() {
     assert!(wait_gone(pid).await, "process {pid} still there");
     assert!(wait_no_live(&acc).await);
     assert_eq!(acc.snapshot().exited_clean, 1);
+}
+
+/// A real process running a shell script as the "server", for wire-level
+/// misbehaviour the fixture does not produce.
+async fn scripted(acc: &Arc<Accounting>, script: &str) -> Connection {
+    let spec = ProcessSpec::new("sh")
+        .args(["-c", script])
+        .name("script")
+        .stop_timeouts(stdiopool::upstream::process::StopTimeouts {
+            stdin_grace: Duration::from_millis(200),
+            term_grace: Duration::from_millis(200),
+        });
+    let mut cfg = stdiopool::upstream::UpstreamConfig::new(spec, Arc::clone(acc));
+    cfg.handshake = false;
+    UpstreamManager::new(cfg).create().await.unwrap()
+}
+
+#[tokio::test]
+async fn invalid_answers_fail_their_request_and_an_id_less_error_reaches_the_only_caller() {
+    let acc = Arc::new(Accounting::new());
+    let conn = scripted(
+        &acc,
+        r#"read l; echo '{"not":"jsonrpc"}'; echo '{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"x"}}'
+read l; echo '{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}'
+read l; echo '{"jsonrpc":"2.0","id":3,"result":{"ok":true}}'
+read l"#,
+    )
+    .await;
+    let first = tokio::time::timeout(QUICK, conn.call(OutgoingRequest::new("a", "m", None), None))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(first, CallError::Protocol(_)), "{first:?}");
+    assert!(
+        first.error_object().message.contains("not both"),
+        "{}",
+        first.error_object().message
+    );
+    let second = tokio::time::timeout(QUICK, conn.call(OutgoingRequest::new("b", "m", None), None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second["id"], "b");
+    assert_eq!(second["error"]["code"], -32700);
+    let third = tokio::time::timeout(
+        QUICK,
+        conn.call(OutgoingRequest::new(9i64, "m", None), None),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        third,
+        json!({"jsonrpc": "2.0", "id": 9, "result": {"ok": true}})
+    );
+    assert!(!conn.is_broken());
+    conn.shutdown().await;
+    assert!(acc.live_pids().is_empty());
+}
+
+#[tokio::test]
+async fn a_server_that_closes_stdout_fails_the_request_and_is_broken() {
+    let acc = Arc::new(Accounting::new());
+    let conn = scripted(&acc, "read l; exec 1>&-; sleep 30").await;
+    let err = tokio::time::timeout(
+        QUICK,
+        conn.call(OutgoingRequest::new(1i64, "m", None), None),
+    )
+    .await
+    .expect("stdout EOF must fail the request, not hang it")
+    .unwrap_err();
+    assert_eq!(err.error_object().code, code::UPSTREAM_CLOSED);
+    assert!(
+        err.error_object().message.contains("closed its stdout"),
+        "{}",
+        err.error_object().message
+    );
+    assert!(conn.is_broken());
+    let out = tokio::time::timeout(LIMIT, conn.shutdown()).await.unwrap();
+    assert!(out.stage >= StopStage::Terminated, "{out:?}");
+    assert!(acc.live_pids().is_empty());
+}
+
+#[tokio::test]
+async fn any_answer_to_ping_proves_liveness_but_silence_does_not() {
+    let acc = Arc::new(Accounting::new());
+    let refusing = scripted(
+        &acc,
+        r#"read l; echo '{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"not initialized"}}'; read l"#,
+    )
+    .await;
+    assert_eq!(refusing.ping(QUICK).await, Ok(()));
+    refusing.shutdown().await;
+
+    let silent = scripted(&acc, "read l; sleep 30").await;
+    let err = silent
+        .ping(Duration::from_millis(200))
+        .await
+        .expect_err("no answer is not alive");
+    assert_eq!(err.error_object().code, code::REQUEST_TIMEOUT);
+    assert!(err.error_object().message.contains("did not answer ping"));
+    assert_eq!(silent.in_flight(), 0);
+    silent.shutdown().await;
+    assert!(acc.live_pids().is_empty());
+}
+
+#[tokio::test]
+async fn a_process_killed_by_a_signal_fails_its_requests_naming_the_signal() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let acc = Arc::new(Accounting::new());
+    let conn = connect(&acc, None).await;
+    let pid = conn.pid();
+    let slow = conn.call(tool(1i64, "sleep", json!({"ms": 30_000})), None);
+    let killer = async {
+        while conn.in_flight() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    };
+    let (res, ()) = tokio::time::timeout(QUICK, futures_util::future::join(slow, killer))
+        .await
+        .expect("a killed process must fail its requests, not hang them");
+    let err = res.unwrap_err();
+    assert_eq!(err.error_object().code, code::UPSTREAM_CLOSED);
+    assert!(
+        err.error_object()
+            .message
+            .contains("killed by signal SIGKILL (9)"),
+        "{}",
+        err.error_object().message
+    );
+    assert!(conn.is_broken());
+    drop(conn);
+    assert!(wait_gone(pid).await);
+}
+
+#[tokio::test]
+async fn a_server_notification_during_the_only_call_arrives_on_its_stream_before_its_response() {
+    let acc = Arc::new(Accounting::new());
+    let conn = connect(&acc, None).await;
+    // No subscriber (pooled mode): the notification still reaches the caller.
+    let (tx, mut rx) = mpsc::channel(16);
+    let resp = tokio::time::timeout(LIMIT, conn.call(tool(1i64, "notify", json!({})), Some(tx)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&resp), "notified");
+    // Already queued when the response resolved: ordered ahead of it.
+    let note = rx
+        .try_recv()
+        .expect("the notification was delivered before the response");
+    assert_eq!(note["method"], "notifications/message");
+    conn.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_a_subscriber_a_server_request_during_the_only_call_travels_on_its_stream() {
+    let acc = Arc::new(Accounting::new());
+    let conn = connect(&acc, None).await;
+    let mut server = conn.take_server_messages().unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let answer = async {
+        let request: serde_json::Value = rx.recv().await.unwrap();
+        assert_eq!(request["method"], "roots/list");
+        conn.respond(json!({"jsonrpc": "2.0", "id": request["id"], "result": {"roots": [{"uri": "file:///on-stream"}]}}))
+            .await
+            .unwrap();
+    };
+    let (resp, ()) = tokio::time::timeout(
+        LIMIT,
+        futures_util::future::join(
+            conn.call(tool(1i64, "ask_roots", json!({})), Some(tx)),
+            answer,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(text(&resp.unwrap()).contains("file:///on-stream"));
+    assert!(server.try_recv().is_err(), "nothing went to the subscriber");
+    conn.shutdown().await;
 }

@@ -76,12 +76,22 @@ async fn a_thousand_spawn_crash_recycle_cycles_leave_no_zombie_child_or_fd() {
     }
     drop(pool_handle);
 
-    assert!(wait_no_live(&acc).await, "live: {:?}", acc.live_children());
+    // Dropped connections count as pending stops from the moment they are
+    // dropped, so once none is running every process has been reaped.
     assert_eq!(wait_for_stops(LIMIT).await, 0, "stops still running");
+    assert!(
+        acc.live_pids().is_empty(),
+        "live: {:?}",
+        acc.live_children()
+    );
     let snap = acc.snapshot();
     assert_eq!(snap.live, 0);
     assert_eq!(snap.exited_nonzero, crashes, "{snap:?}");
-    assert!(snap.restarts >= crashes, "{snap:?}");
+    // Each crash is followed by a replacement, counted as a restart, except
+    // where its pool was dropped before it created one (4 rebuilds and the
+    // final drop).
+    assert!(snap.restarts <= crashes, "{snap:?}");
+    assert!(snap.restarts + 5 >= crashes, "{snap:?}");
     // Use limits and crashes forced many spawns.
     assert!(snap.spawned - spawned_before > REQUESTS / 3, "{snap:?}");
     assert_eq!(zombie_children().unwrap(), Vec::<u32>::new());

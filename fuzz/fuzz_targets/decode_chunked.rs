@@ -13,7 +13,9 @@ use stdiopool_fuzz::drive;
 const LIMITS: [usize; 8] = [0, 1, 8, 64, 256, 4096, 65536, DEFAULT_MAX_FRAME_BYTES];
 
 fuzz_target!(|data: &[u8]| {
-    let [limit, cuts, rest @ ..] = data else { return };
+    let [limit, cuts, rest @ ..] = data else {
+        return;
+    };
     let max = LIMITS[usize::from(*limit) % LIMITS.len()];
     let n = usize::from(*cuts) % 32;
     if rest.len() < 2 * n {

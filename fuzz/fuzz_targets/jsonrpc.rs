@@ -11,8 +11,12 @@ use stdiopool::jsonrpc::{Message, id_of};
 use tokio_util::codec::{Decoder, Encoder};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
-    let Ok(message) = Message::from_value(value.clone()) else { return };
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let Ok(message) = Message::from_value(value.clone()) else {
+        return;
+    };
     assert_eq!(message.id().cloned(), id_of(&value));
     let again = Message::from_value(message.to_value()).expect("re-serialised message is valid");
     assert_eq!(again, message);
@@ -20,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
     let mut codec = JsonRpcCodec::default();
     let mut buf = BytesMut::new();
     codec.encode(message.to_value(), &mut buf).expect("encodes");
-    let decoded = codec.decode(&mut buf).expect("no fatal error").expect("a frame").expect("valid JSON");
+    let decoded = codec
+        .decode(&mut buf)
+        .expect("no fatal error")
+        .expect("a frame")
+        .expect("valid JSON");
     assert!(buf.is_empty());
     assert_eq!(Message::from_value(decoded).expect("still valid"), message);
 });

@@ -79,7 +79,7 @@ fn parse_options(args: &[OsString]) -> Result<Options, String> {
     Ok(opts)
 }
 
-fn main() {
+pub fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let opts = match parse_options(&args) {
         Ok(o) => o,

@@ -132,9 +132,10 @@ async fn handle_post(
     session.touch();
     match (post.message.kind, post.message.message) {
         (MessageKind::Request { .. }, Message::Request { id, method, params }) => {
+            let request = OutgoingRequest { id, method, params };
             match st.config.mode {
-                Mode::Pooled => pooled_request(st, &session, id, method, params, start).await,
-                Mode::Session => session_request(st, &session, id, method, params, start).await,
+                Mode::Pooled => pooled_request(st, &session, request, start).await,
+                Mode::Session => session_request(st, &session, request, start).await,
             }
         }
         (_, Message::Notification { method, params }) => {
@@ -273,40 +274,41 @@ fn local_answer(id: &Id, result: Value) -> Handled {
 async fn pooled_request(
     st: &Arc<McpState>,
     session: &Arc<Session>,
-    id: Id,
-    method: String,
-    params: Option<Value>,
+    request: OutgoingRequest,
     start: Instant,
 ) -> Result<Handled, ProxyError> {
-    match method.as_str() {
+    let (id, method) = (&request.id, request.method.as_str());
+    match method {
         // The proxy is the server the client sees: alive, so pong.
-        "ping" => return Ok(local_answer(&id, serde_json::json!({}))),
+        "ping" => return Ok(local_answer(id, serde_json::json!({}))),
         // Shared processes have no per-client log level to set; accepted, and
         // documented as not applied (docs/PROXY.md).
-        "logging/setLevel" => return Ok(local_answer(&id, serde_json::json!({}))),
+        "logging/setLevel" => return Ok(local_answer(id, serde_json::json!({}))),
         _ => {}
     }
-    if let Some(why) = refused_in_pooled_mode(&method) {
+    if let Some(why) = refused_in_pooled_mode(method) {
         let error = error_response(
-            Some(&id),
-            ErrorObject::method_not_found(&method).with_data(Value::String(why.into())),
+            Some(id),
+            ErrorObject::method_not_found(method).with_data(Value::String(why.into())),
         );
         return Ok(Handled::Done(json_reply(raw(&error)), Outcome::Error));
     }
-    let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
-    let has_progress = params
+    let has_progress = request
+        .params
         .as_ref()
         .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get("progressToken"))
         .is_some();
-    let format = ReplyFormat::for_request(has_progress);
+    // Tool calls are where servers log and report progress (sent on the
+    // reply's stream while the call runs: upstream/connection routes a
+    // server message to the one request in flight); other requests get JSON.
+    let format = ReplyFormat::for_request(has_progress || method == "tools/call");
+    let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
     forward(
         st,
         session,
         ConnSource::Pooled(conn),
-        id,
-        method,
-        params,
+        request,
         format,
         start,
     )
@@ -316,9 +318,7 @@ async fn pooled_request(
 async fn session_request(
     st: &Arc<McpState>,
     session: &Arc<Session>,
-    id: Id,
-    method: String,
-    params: Option<Value>,
+    request: OutgoingRequest,
     start: Instant,
 ) -> Result<Handled, ProxyError> {
     if session.conn().is_none() {
@@ -326,19 +326,9 @@ async fn session_request(
     }
     // Any request may bring server messages with it (logging, sampling,
     // elicitation), so answer on a stream, except a bare ping.
-    let format = ReplyFormat::for_request(method != "ping");
-    let owner = session.clone();
-    forward(
-        st,
-        session,
-        ConnSource::Session(owner),
-        id,
-        method,
-        params,
-        format,
-        start,
-    )
-    .await
+    let format = ReplyFormat::for_request(request.method != "ping");
+    let owner = ConnSource::Session(session.clone());
+    forward(st, session, owner, request, format, start).await
 }
 
 /// Where a forwarded request's connection comes from.
@@ -349,32 +339,31 @@ enum ConnSource {
     Session(Arc<Session>),
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn forward(
     st: &Arc<McpState>,
     session: &Arc<Session>,
     source: ConnSource,
-    id: Id,
-    method: String,
-    params: Option<Value>,
+    request: OutgoingRequest,
     format: ReplyFormat,
     start: Instant,
 ) -> Result<Handled, ProxyError> {
     let timeout = st.config.request_timeout;
     let metrics = st.metrics.clone();
     let session = session.clone();
-    let label = method.clone();
-    let request_id = id.clone();
+    let label = request.method.clone();
+    let request_id = request.id.clone();
     let done = move |ending: Ending| observe(&metrics, &label, ending.outcome(), start);
     let work = move |events: Option<tokio::sync::mpsc::Sender<Value>>| async move {
-        let guard = match session.begin(&id, events.clone()) {
+        let guard = match session.begin(&request.id, events.clone()) {
             Ok(guard) => guard,
             Err(e) => {
-                let error = error_response(Some(&id), ErrorObject::invalid_request(e.to_string()));
+                let error = error_response(
+                    Some(&request.id),
+                    ErrorObject::invalid_request(e.to_string()),
+                );
                 return (error, Ending::Answered { error: true });
             }
         };
-        let request = OutgoingRequest { id, method, params };
         let conn = match &source {
             ConnSource::Pooled(conn) => Some(&**conn),
             ConnSource::Session(owner) => owner.conn(),

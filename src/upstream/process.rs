@@ -642,8 +642,35 @@ impl Drop for StopTicket {
     }
 }
 
+/// A stop that is decided but not yet begun: a holder of the process (the
+/// connection's monitor task) has been told to stop it and will call
+/// [`ChildProcess::stop`] when it next runs. Counted by [`stops_in_progress`]
+/// and [`wait_for_stops`] from its creation to its drop, so shutdown cannot
+/// see zero in the gap before the real stop starts. Keep it until `stop`
+/// returns.
+#[derive(Debug)]
+pub struct PendingStop {
+    _ticket: StopTicket,
+}
+
+impl PendingStop {
+    /// Starts counting a stop about to begin.
+    pub fn new() -> Self {
+        // No group: a pending stop never signals anything itself.
+        PendingStop {
+            _ticket: StopTicket::new(None),
+        }
+    }
+}
+
+impl Default for PendingStop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Number of stop sequences running now (including background stops of
-/// dropped handles).
+/// dropped handles and [`PendingStop`]s).
 pub fn stops_in_progress() -> usize {
     STOPS_IN_PROGRESS.load(Ordering::SeqCst)
 }

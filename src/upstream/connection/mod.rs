@@ -3,7 +3,7 @@
 //! A [`Connection`] owns three tasks around a spawned [`ChildProcess`]:
 //!
 //! - the **writer** drains an unbounded queue of messages into the child's
-//!   stdin through [`JsonRpcCodec`] (it batches what is queued, then flushes);
+//!   stdin through [`JsonRpcCodec`](crate::framing::JsonRpcCodec) (it batches what is queued, then flushes);
 //! - the **reader** decodes the child's stdout and routes every message:
 //!   responses to the caller waiting for them, progress to that caller's
 //!   event channel, server requests and notifications to the subscriber of
@@ -24,6 +24,8 @@
 //! - dropping the `Connection` ends its tasks and stops the process with the
 //!   stop sequence (closing stdin first).
 //!
+//! The tasks live in `writer.rs`, `reader.rs` and `monitor.rs`; this file
+//! holds the public types, the in-flight state and the `Connection` API.
 //! See `docs/UPSTREAM.md` ("Connections") for the routing rules and codes.
 
 use std::collections::HashMap;
@@ -31,21 +33,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWriteExt;
-use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-use tokio_util::codec::{Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use crate::framing::{JsonRpcCodec, LineError};
-use crate::jsonrpc::{ErrorObject, Id, Message, error_response, id_of, response};
+use crate::jsonrpc::{ErrorObject, Id, Message, error_response};
 use crate::upstream::ids;
+
+mod monitor;
+mod reader;
+mod writer;
 use crate::upstream::process::{
-    ChildProcess, ExitCause, StderrTailHandle, StopOutcome, StopReason, StopStage,
+    ChildProcess, ExitCause, PendingStop, StderrTailHandle, StopOutcome, StopReason, StopStage,
 };
 
 /// Capacity of the server-message channel handed out by
@@ -272,6 +271,8 @@ impl Drop for InFlightGuard<'_> {
 struct StopRequest {
     reason: StopReason,
     reply: Option<oneshot::Sender<StopOutcome>>,
+    /// Makes `wait_for_stops` count this stop until the monitor has run it.
+    _pending: PendingStop,
 }
 
 /// A live stdio JSON-RPC connection to one upstream process. See the module
@@ -309,15 +310,15 @@ impl Connection {
             stderr: child.stderr_tail_handle(),
         });
         let closing = CancellationToken::new();
-        let writer = tokio::spawn(write_loop(
+        let writer = tokio::spawn(writer::write_loop(
             stdin,
             outbox_rx,
             Arc::clone(&shared),
             closing.clone(),
         ));
-        let reader = tokio::spawn(read_loop(stdout, max_frame, Arc::clone(&shared)));
+        let reader = tokio::spawn(reader::read_loop(stdout, max_frame, Arc::clone(&shared)));
         let (control, control_rx) = oneshot::channel();
-        tokio::spawn(monitor(
+        tokio::spawn(monitor::monitor(
             child,
             Arc::clone(&shared),
             control_rx,
@@ -474,14 +475,14 @@ impl Connection {
         })
     }
 
-    /// Sends `ping` and waits at most `timeout` for the answer.
+    /// Sends `ping` and waits at most `timeout` for the answer. Any answer,
+    /// even an error response (a server that refuses requests before
+    /// `initialize`, as a warm session-mode process may), proves the process
+    /// is alive and reading: only silence or a closed connection fail.
     pub async fn ping(&self, timeout: Duration) -> Result<(), CallError> {
         let req = OutgoingRequest::new("stdiopool-ping", "ping", None);
         match tokio::time::timeout(timeout, self.call(req, None)).await {
-            Ok(Ok(resp)) if resp.get("result").is_some() => Ok(()),
-            Ok(Ok(resp)) => Err(CallError::Protocol(ErrorObject::upstream_protocol_error(
-                format!("ping was answered with an error: {}", resp["error"]),
-            ))),
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(CallError::Closed(ErrorObject::request_timeout(format!(
                 "{} (pid {}) did not answer ping within {timeout:?}",
@@ -576,6 +577,7 @@ impl Connection {
                 .send(StopRequest {
                     reason,
                     reply: Some(tx),
+                    _pending: PendingStop::new(),
                 })
                 .is_ok(),
             None => false,
@@ -604,280 +606,18 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // Dropping `control` tells the monitor to stop the process; the
-        // token lets the writer close stdin first.
+        // The token lets the writer close stdin first; the request carries a
+        // `PendingStop`, so `wait_for_stops` counts this stop from now until
+        // the monitor has run it (if the monitor is gone with its runtime,
+        // the request is dropped here and the process handle's own drop
+        // kills and reaps).
         self.closing.cancel();
-        drop(self.control.take());
-    }
-}
-
-/// Writes queued messages to stdin until the connection closes. A write
-/// error means the process is gone or closed stdin: the connection is
-/// closed.
-async fn write_loop(
-    stdin: Option<ChildStdin>,
-    mut outbox: mpsc::UnboundedReceiver<Value>,
-    shared: Arc<Shared>,
-    closing: CancellationToken,
-) {
-    let Some(stdin) = stdin else {
-        shared.close(CallError::Closed(shared.closed_detail("has no stdin pipe")));
-        return;
-    };
-    let mut stdin = stdin;
-    let mut codec = JsonRpcCodec::default();
-    let mut buf = BytesMut::with_capacity(8 * 1024);
-    loop {
-        let first = tokio::select! {
-            biased;
-            msg = outbox.recv() => msg,
-            () = closing.cancelled() => None,
-        };
-        let Some(first) = first else { break };
-        buf.clear();
-        encode(&mut codec, first, &mut buf, &shared);
-        // Batch whatever else is queued into one write.
-        while let Ok(msg) = outbox.try_recv() {
-            encode(&mut codec, msg, &mut buf, &shared);
+        if let Some(control) = self.control.take() {
+            let _ = control.send(StopRequest {
+                reason: StopReason::Dropped,
+                reply: None,
+                _pending: PendingStop::new(),
+            });
         }
-        let res = match stdin.write_all(&buf).await {
-            Ok(()) => stdin.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = res {
-            // Usually the process died: give the monitor time to report the
-            // exit status, which says more than a broken pipe.
-            shared.broken.store(true, Ordering::SeqCst);
-            tokio::select! {
-                () = tokio::time::sleep(DRAIN_AFTER_EXIT + EXIT_AFTER_EOF) => {}
-                () = closing.cancelled() => {}
-            }
-            shared.close(CallError::Closed(
-                shared.closed_detail(&format!("cannot be written to: {e}")),
-            ));
-            break;
-        }
-        if buf.capacity() > 1024 * 1024 {
-            // Do not keep a large request's buffer for the connection's life.
-            buf = BytesMut::with_capacity(8 * 1024);
-        }
-    }
-    // Dropping stdin closes it: the MCP stdio shutdown signal.
-}
-
-/// Appends one encoded message; a message that cannot be encoded is logged
-/// and skipped (only a hand-made number with a newline can fail).
-fn encode(codec: &mut JsonRpcCodec, msg: Value, buf: &mut BytesMut, shared: &Shared) {
-    if let Err(e) = codec.encode(msg, buf) {
-        tracing::error!(server = %shared.name, pid = shared.pid, error = %e, "message not sent upstream");
-    }
-}
-
-/// Decodes stdout and routes each message until EOF or a fatal read error.
-async fn read_loop(stdout: Option<ChildStdout>, max_frame: usize, shared: Arc<Shared>) {
-    let Some(stdout) = stdout else {
-        return;
-    };
-    let mut frames = FramedRead::new(stdout, JsonRpcCodec::new(max_frame));
-    while let Some(item) = frames.next().await {
-        match item {
-            Ok(Ok(value)) => {
-                shared.touch();
-                route(&shared, value);
-            }
-            Ok(Err(LineError::FrameTooLarge { limit })) => {
-                // A message vanished and cannot be attributed: no answer on
-                // this stream can be trusted to be complete any more.
-                shared.close(CallError::Protocol(ErrorObject::upstream_protocol_error(
-                    format!(
-                        "{} (pid {}) wrote a message larger than the {limit}-byte frame limit (max_frame); the connection is discarded",
-                        shared.name, shared.pid
-                    ),
-                )));
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream wrote a line that is not a JSON-RPC message on stdout; skipped");
-            }
-            Err(e) => {
-                tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream stdout stream ended with an error");
-                break;
-            }
-        }
-    }
-}
-
-/// Routes one decoded value from the server.
-fn route(shared: &Shared, value: Value) {
-    let id_hint = id_of(&value);
-    let msg = match Message::from_value(value) {
-        Ok(msg) => msg,
-        Err(e) => {
-            // If it names a request of ours, that request's answer is broken.
-            if let Some(n) = id_hint.as_ref().and_then(ids::counter_of) {
-                let pending = shared.lock().in_flight.remove(&n);
-                if let Some(p) = pending {
-                    let _ = p.reply.send(Err(CallError::Protocol(
-                        ErrorObject::upstream_protocol_error(format!(
-                            "the server answered with an invalid JSON-RPC message: {e}"
-                        )),
-                    )));
-                    return;
-                }
-            }
-            tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream wrote JSON that is not a JSON-RPC message; ignored");
-            return;
-        }
-    };
-    match msg {
-        Message::Response { id, result } => deliver(shared, Some(id), Ok(result)),
-        Message::ErrorResponse { id, error } => deliver(shared, id, Err(error)),
-        Message::Request { id, method, params } => server_request(shared, id, method, params),
-        Message::Notification { method, params } => server_notification(shared, method, params),
-    }
-}
-
-/// Hands a response to the caller waiting for it, with the client's id.
-fn deliver(shared: &Shared, id: Option<Id>, outcome: Result<Value, ErrorObject>) {
-    let pending = {
-        let mut state = shared.lock();
-        match id.as_ref() {
-            Some(id) => ids::counter_of(id).and_then(|n| state.in_flight.remove(&n)),
-            // An error without an id answers a request the server could not
-            // read; with exactly one in flight it can only be that one.
-            None if state.in_flight.len() == 1 => {
-                let n = state.in_flight.keys().next().copied();
-                n.and_then(|n| state.in_flight.remove(&n))
-            }
-            None => None,
-        }
-    };
-    let Some(p) = pending else {
-        tracing::debug!(server = %shared.name, pid = shared.pid, id = ?id, "response to no request in flight (cancelled or unknown); dropped");
-        return;
-    };
-    let value = match outcome {
-        Ok(result) => response(&p.client_id, result),
-        Err(error) => error_response(Some(&p.client_id), error),
-    };
-    let _ = p.reply.send(Ok(value));
-}
-
-fn server_request(shared: &Shared, id: Id, method: String, params: Option<Value>) {
-    if method == "ping" {
-        shared.send(response(&id, json!({})));
-        return;
-    }
-    let refusal = match shared.subscriber() {
-        Some(tx) => match tx.try_send(ServerMessage::Request {
-            id: id.clone(),
-            method: method.clone(),
-            params,
-        }) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(_)) => ErrorObject::internal_error(format!(
-                "the proxy's queue of server messages is full; {method} not delivered"
-            )),
-            Err(mpsc::error::TrySendError::Closed(_)) => ErrorObject::method_not_found(&method),
-        },
-        None => ErrorObject::method_not_found(&method),
-    };
-    tracing::debug!(server = %shared.name, pid = shared.pid, %method, "server request with no client to answer it; refused");
-    shared.send(error_response(Some(&id), refusal));
-}
-
-fn server_notification(shared: &Shared, method: String, mut params: Option<Value>) {
-    if method == "notifications/progress" {
-        let n = ids::progress_token(params.as_ref()).and_then(Value::as_u64);
-        let target = n.and_then(|n| {
-            let state = shared.lock();
-            let p = state.in_flight.get(&n)?;
-            Some((p.progress_token.clone()?, p.events.clone()))
-        });
-        if let Some((token, events)) = target {
-            if let (Some(events), Some(p)) = (events, params.as_mut()) {
-                ids::set_progress_token(p, token);
-                let note = Message::Notification { method, params }.into_value();
-                if events.try_send(note).is_err() {
-                    tracing::debug!(server = %shared.name, "progress event dropped: the caller's channel is full or closed");
-                }
-            }
-            return;
-        }
-    }
-    match shared.subscriber() {
-        Some(tx) => {
-            if tx
-                .try_send(ServerMessage::Notification { method, params })
-                .is_err()
-            {
-                tracing::debug!(server = %shared.name, "server notification dropped: the subscriber's queue is full");
-            }
-        }
-        None => {
-            tracing::trace!(server = %shared.name, %method, "server notification with no subscriber; dropped");
-        }
-    }
-}
-
-/// Owns the process: fails requests when it dies, stops it when asked to or
-/// when the connection is dropped.
-async fn monitor(
-    mut child: ChildProcess,
-    shared: Arc<Shared>,
-    mut control: oneshot::Receiver<StopRequest>,
-    mut reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
-    closing: CancellationToken,
-) {
-    let mut exited = false;
-    let mut reader_done = false;
-    let request = loop {
-        tokio::select! {
-            req = &mut control => break req.ok(),
-            cause = child.wait_exit(), if !exited => {
-                exited = true;
-                // Let the reader deliver what the process wrote before dying.
-                if !reader_done && tokio::time::timeout(DRAIN_AFTER_EXIT, &mut reader).await.is_ok() {
-                    reader_done = true;
-                }
-                shared.close(CallError::Closed(shared.closed_detail(&cause.to_string())));
-            }
-            _ = &mut reader, if !reader_done => {
-                reader_done = true;
-                if !exited {
-                    let what = match tokio::time::timeout(EXIT_AFTER_EOF, child.wait_exit()).await {
-                        Ok(cause) => {
-                            exited = true;
-                            cause.to_string()
-                        }
-                        Err(_) => "closed its stdout".to_owned(),
-                    };
-                    shared.close(CallError::Closed(shared.closed_detail(&what)));
-                }
-            }
-        }
-    };
-    let (reason, reply) = match request {
-        Some(r) => (r.reason, r.reply),
-        None => (StopReason::Dropped, None),
-    };
-    shared.broken.store(true, Ordering::SeqCst);
-    // Close stdin (the writer flushes what is queued, then drops it) before
-    // the stop sequence, whose first step is waiting for an exit on EOF.
-    closing.cancel();
-    let mut writer = writer;
-    if tokio::time::timeout(WRITER_CLOSE, &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
-    }
-    let outcome = child.stop(reason).await;
-    reader.abort();
-    shared.close(CallError::Closed(
-        shared.closed_detail(&format!("was stopped ({reason})")),
-    ));
-    if let Some(reply) = reply {
-        let _ = reply.send(outcome);
     }
 }

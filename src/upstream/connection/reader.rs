@@ -1,0 +1,207 @@
+//! The reader task: decodes the child's stdout and routes every message —
+//! responses to their callers (client id restored), progress to the caller's
+//! events, server requests and notifications to the subscriber or answered
+//! here (see `docs/UPSTREAM.md`, "Routing").
+//!
+//! Invariant: a recoverable line error never stops the reader; an oversize
+//! frame closes the connection, since an answer may have vanished with it.
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::process::ChildStdout;
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+
+use super::{CallError, ServerMessage, Shared};
+use crate::framing::{JsonRpcCodec, LineError};
+use crate::jsonrpc::{ErrorObject, Id, Message, error_response, id_of, response};
+use crate::upstream::ids;
+
+/// Decodes stdout and routes each message until EOF or a fatal read error.
+pub(super) async fn read_loop(stdout: Option<ChildStdout>, max_frame: usize, shared: Arc<Shared>) {
+    let Some(stdout) = stdout else {
+        return;
+    };
+    let mut frames = FramedRead::new(stdout, JsonRpcCodec::new(max_frame));
+    while let Some(item) = frames.next().await {
+        match item {
+            Ok(Ok(value)) => {
+                shared.touch();
+                route(&shared, value);
+            }
+            Ok(Err(LineError::FrameTooLarge { limit })) => {
+                // A message vanished and cannot be attributed: no answer on
+                // this stream can be trusted to be complete any more.
+                shared.close(CallError::Protocol(ErrorObject::upstream_protocol_error(
+                    format!(
+                        "{} (pid {}) wrote a message larger than the {limit}-byte frame limit (max_frame); the connection is discarded",
+                        shared.name, shared.pid
+                    ),
+                )));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream wrote a line that is not a JSON-RPC message on stdout; skipped");
+            }
+            Err(e) => {
+                tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream stdout stream ended with an error");
+                break;
+            }
+        }
+    }
+}
+
+/// Routes one decoded value from the server.
+fn route(shared: &Shared, value: Value) {
+    let id_hint = id_of(&value);
+    let msg = match Message::from_value(value) {
+        Ok(msg) => msg,
+        Err(e) => {
+            // If it names a request of ours, that request's answer is broken.
+            if let Some(n) = id_hint.as_ref().and_then(ids::counter_of) {
+                let pending = shared.lock().in_flight.remove(&n);
+                if let Some(p) = pending {
+                    let _ = p.reply.send(Err(CallError::Protocol(
+                        ErrorObject::upstream_protocol_error(format!(
+                            "the server answered with an invalid JSON-RPC message: {e}"
+                        )),
+                    )));
+                    return;
+                }
+            }
+            tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream wrote JSON that is not a JSON-RPC message; ignored");
+            return;
+        }
+    };
+    match msg {
+        Message::Response { id, result } => deliver(shared, Some(id), Ok(result)),
+        Message::ErrorResponse { id, error } => deliver(shared, id, Err(error)),
+        Message::Request { id, method, params } => server_request(shared, id, method, params),
+        Message::Notification { method, params } => server_notification(shared, method, params),
+    }
+}
+
+/// Hands a response to the caller waiting for it, with the client's id.
+fn deliver(shared: &Shared, id: Option<Id>, outcome: Result<Value, ErrorObject>) {
+    let pending = {
+        let mut state = shared.lock();
+        match id.as_ref() {
+            Some(id) => ids::counter_of(id).and_then(|n| state.in_flight.remove(&n)),
+            // An error without an id answers a request the server could not
+            // read; with exactly one in flight it can only be that one.
+            None if state.in_flight.len() == 1 => {
+                let n = state.in_flight.keys().next().copied();
+                n.and_then(|n| state.in_flight.remove(&n))
+            }
+            None => None,
+        }
+    };
+    let Some(p) = pending else {
+        tracing::debug!(server = %shared.name, pid = shared.pid, id = ?id, "response to no request in flight (cancelled or unknown); dropped");
+        return;
+    };
+    let value = match outcome {
+        Ok(result) => response(&p.client_id, result),
+        Err(error) => error_response(Some(&p.client_id), error),
+    };
+    let _ = p.reply.send(Ok(value));
+}
+
+/// The stream of the only request in flight, when exactly one is in flight
+/// and it has one (an SSE reply).
+///
+/// MCP's stdio transport says nothing of which request a server message
+/// relates to, so the rule of MCP-NOTES §3 applies: a message that arrives
+/// while exactly one request is in flight belongs to that request. Delivering
+/// it here, in the reader, before the next line is read, keeps it ahead of
+/// that request's response — routing it through another task would let the
+/// response overtake it.
+fn sole_request_stream(shared: &Shared) -> Option<mpsc::Sender<Value>> {
+    let state = shared.lock();
+    let mut pending = state.in_flight.values();
+    match (pending.next(), pending.next()) {
+        (Some(only), None) => only.events.clone(),
+        _ => None,
+    }
+}
+
+fn server_request(shared: &Shared, id: Id, method: String, params: Option<Value>) {
+    if method == "ping" {
+        shared.send(response(&id, json!({})));
+        return;
+    }
+    let subscriber = shared.subscriber();
+    // Only a subscribed proxy (session mode) forwards client answers back, so
+    // only then may a server request travel on a client's stream.
+    if subscriber.is_some()
+        && let Some(stream) = sole_request_stream(shared)
+    {
+        let message = Message::Request {
+            id: id.clone(),
+            method: method.clone(),
+            params: params.clone(),
+        };
+        if stream.try_send(message.into_value()).is_ok() {
+            return;
+        }
+    }
+    let refusal = match subscriber {
+        Some(tx) => match tx.try_send(ServerMessage::Request {
+            id: id.clone(),
+            method: method.clone(),
+            params,
+        }) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => ErrorObject::internal_error(format!(
+                "the proxy's queue of server messages is full; {method} not delivered"
+            )),
+            Err(mpsc::error::TrySendError::Closed(_)) => ErrorObject::method_not_found(&method),
+        },
+        None => ErrorObject::method_not_found(&method),
+    };
+    tracing::debug!(server = %shared.name, pid = shared.pid, %method, "server request with no client to answer it; refused");
+    shared.send(error_response(Some(&id), refusal));
+}
+
+fn server_notification(shared: &Shared, method: String, mut params: Option<Value>) {
+    if method == "notifications/progress" {
+        let n = ids::progress_token(params.as_ref()).and_then(Value::as_u64);
+        let target = n.and_then(|n| {
+            let state = shared.lock();
+            let p = state.in_flight.get(&n)?;
+            Some((p.progress_token.clone()?, p.events.clone()))
+        });
+        if let Some((token, events)) = target {
+            if let (Some(events), Some(p)) = (events, params.as_mut()) {
+                ids::set_progress_token(p, token);
+                let note = Message::Notification { method, params }.into_value();
+                if events.try_send(note).is_err() {
+                    tracing::debug!(server = %shared.name, "progress event dropped: the caller's channel is full or closed");
+                }
+            }
+            return;
+        }
+    }
+    if let Some(stream) = sole_request_stream(shared) {
+        let message = Message::Notification {
+            method: method.clone(),
+            params: params.clone(),
+        };
+        if stream.try_send(message.into_value()).is_ok() {
+            return;
+        }
+    }
+    match shared.subscriber() {
+        Some(tx) => {
+            if tx
+                .try_send(ServerMessage::Notification { method, params })
+                .is_err()
+            {
+                tracing::debug!(server = %shared.name, "server notification dropped: the subscriber's queue is full");
+            }
+        }
+        None => {
+            tracing::trace!(server = %shared.name, %method, "server notification with no subscriber; dropped");
+        }
+    }
+}
