@@ -331,6 +331,12 @@ impl Req {
         self
     }
 
+    /// The same request with another method.
+    pub fn method(mut self, method: Method) -> Req {
+        self.method = method;
+        self
+    }
+
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Req {
         self.body = body.into();
         self
