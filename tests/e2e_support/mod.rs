@@ -343,16 +343,18 @@ impl Req {
     }
 
     /// Sends the request and returns the response head with its body still
-    /// streaming; the connection lives as long as the returned value.
+    /// streaming; the connection lives as long as the returned value (or,
+    /// before the head, as long as this future).
     pub async fn open(self) -> Open {
         tokio::time::timeout(LIMIT, async move {
             let stream = TcpStream::connect(self.addr).await.unwrap();
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .unwrap();
-            let conn = tokio::spawn(async move {
+            // Dropping this future before the head arrives closes the socket.
+            let conn = AbortOnDrop(tokio::spawn(async move {
                 let _ = conn.await;
-            });
+            }));
             let mut builder = Request::builder().method(self.method).uri(self.path);
             for (name, value) in &self.headers {
                 builder = builder.header(name, value);
@@ -364,7 +366,7 @@ impl Req {
                 status: parts.status,
                 headers: parts.headers,
                 body,
-                conn: AbortOnDrop(conn),
+                conn,
             }
         })
         .await
