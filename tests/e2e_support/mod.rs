@@ -346,11 +346,21 @@ impl Req {
     /// streaming; the connection lives as long as the returned value (or,
     /// before the head, as long as this future).
     pub async fn open(self) -> Open {
+        self.try_open()
+            .await
+            .unwrap_or_else(|e| panic!("HTTP exchange failed: {e}"))
+    }
+
+    /// [`Req::open`], with a failed exchange (refused, reset, closed before
+    /// the head) as an error instead of a panic.
+    pub async fn try_open(self) -> Result<Open, String> {
         tokio::time::timeout(LIMIT, async move {
-            let stream = TcpStream::connect(self.addr).await.unwrap();
+            let stream = TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
-                .unwrap();
+                .map_err(|e| format!("handshake: {e}"))?;
             // Dropping this future before the head arrives closes the socket.
             let conn = AbortOnDrop(tokio::spawn(async move {
                 let _ = conn.await;
@@ -360,14 +370,17 @@ impl Req {
                 builder = builder.header(name, value);
             }
             let request = builder.body(Full::new(Bytes::from(self.body))).unwrap();
-            let response = sender.send_request(request).await.unwrap();
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("request: {e}"))?;
             let (parts, body) = response.into_parts();
-            Open {
+            Ok(Open {
                 status: parts.status,
                 headers: parts.headers,
                 body,
                 conn,
-            }
+            })
         })
         .await
         .expect("no response head within the limit")
@@ -377,6 +390,21 @@ impl Req {
     pub async fn send(self) -> Reply {
         let open = self.open().await;
         open.collect().await
+    }
+
+    /// [`Req::send`] without panicking on a failed exchange.
+    pub async fn try_send(self) -> Result<Reply, String> {
+        let open = self.try_open().await?;
+        let body = tokio::time::timeout(LIMIT, open.body.collect())
+            .await
+            .expect("body not complete within the limit")
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok(Reply {
+            status: open.status,
+            headers: open.headers,
+            body,
+        })
     }
 }
 
