@@ -6,8 +6,11 @@
 //!   stdin through [`JsonRpcCodec`] (it batches what is queued, then flushes);
 //! - the **reader** decodes the child's stdout and routes every message:
 //!   responses to the caller waiting for them, progress to that caller's
-//!   event channel, server requests and notifications to the subscriber of
-//!   [`Connection::take_server_messages`] (or answers them itself);
+//!   event channel, other notifications to the event channel of the one
+//!   request in flight if there is exactly one (so they keep stdout's order
+//!   relative to its response), the rest of the server requests and
+//!   notifications to the subscriber of [`Connection::take_server_messages`]
+//!   (or answers them itself);
 //! - the **monitor** owns the process: it notices exit or stdout EOF, fails
 //!   every request in flight at once, and runs the stop sequence when the
 //!   connection is shut down or dropped.
@@ -801,6 +804,29 @@ fn server_notification(shared: &Shared, method: String, mut params: Option<Value
                     tracing::debug!(server = %shared.name, "progress event dropped: the caller's channel is full or closed");
                 }
             }
+            return;
+        }
+    }
+    // With exactly one request in flight, the proxy's routing sends a server
+    // notification to that request's stream. Delivering it here, on the
+    // reader task, keeps stdout's order: a notification written before the
+    // response reaches the stream before it. Through the subscriber, the
+    // response could overtake it and end the stream first.
+    let only_stream = {
+        let state = shared.lock();
+        let mut pending = state.in_flight.values();
+        match (pending.next(), pending.next()) {
+            (Some(only), None) => only.events.clone(),
+            _ => None,
+        }
+    };
+    if let Some(events) = only_stream {
+        let note = Message::Notification {
+            method: method.clone(),
+            params: params.clone(),
+        }
+        .into_value();
+        if events.try_send(note).is_ok() {
             return;
         }
     }
