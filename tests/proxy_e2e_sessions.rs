@@ -180,3 +180,32 @@ async fn progress_and_notifications_ride_on_the_requests_own_stream() {
         assert_eq!(result_text(&notified[1]), "notified");
     }
 }
+
+#[tokio::test]
+async fn an_idle_session_ends_with_its_process_and_then_answers_404() {
+    let proxy = ProxyProcess::start(
+        &[
+            "--mode",
+            "session",
+            "--pool-size",
+            "2",
+            "--session-idle-timeout",
+            "300ms",
+        ],
+        &[],
+    );
+    let mcp = Mcp::connect(&proxy).await;
+    let pid = mcp.pid().await;
+    assert!(
+        wait_gone(pid).await,
+        "the idle session's process {pid} is still there"
+    );
+    proxy
+        .wait_metrics("the idle session ended", |m| {
+            m.get("stdiopool_sessions") == 0.0
+        })
+        .await;
+    let reply = mcp.call_tool_reply("pid", json!({})).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text());
+    assert_eq!(reply.error_code(), -32005);
+}

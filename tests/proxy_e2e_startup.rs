@@ -51,8 +51,11 @@ fn a_server_that_exits_at_start_stops_the_proxy_with_its_stderr_tail() {
     }
 }
 
-#[test]
-fn a_server_too_slow_to_start_still_starts_within_the_create_timeout() {
+#[tokio::test]
+async fn a_slow_starting_server_is_waited_for_within_the_create_timeout() {
     let proxy = ProxyProcess::start(&["--pool-size", "1"], &["--slow-start", "300"]);
-    assert!(proxy.stderr().contains("started, pid"));
+    proxy.wait_for_log("stdiopool-fixture: started, pid").await;
+    let m = proxy.metrics().await;
+    assert_eq!(m.get("stdiopool_pool_create_failures_total"), 0.0);
+    assert_eq!(m.get("stdiopool_pool_created_total"), 1.0);
 }
