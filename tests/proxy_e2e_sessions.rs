@@ -40,10 +40,20 @@ async fn two_sessions_get_two_processes_each_kept_for_its_session() {
 
 #[tokio::test]
 async fn delete_destroys_the_sessions_process_and_a_spare_is_warmed() {
-    let proxy = session_proxy("2");
+    // Two slots, two spares wanted: with the session holding one process
+    // the pool is full, so only the DELETE can make room for a new spare.
+    let proxy = ProxyProcess::start(
+        &["--mode", "session", "--pool-size", "2", "--min-idle", "2"],
+        &[],
+    );
     let mcp = Mcp::connect(&proxy).await;
     let pid = mcp.pid().await;
-    let created = proxy.metrics().await.get("stdiopool_pool_created_total");
+    let settled = proxy
+        .wait_metrics("a full pool: the session's process and one spare", |m| {
+            m.get("stdiopool_pool_in_use") == 1.0 && m.get("stdiopool_pool_idle") == 1.0
+        })
+        .await;
+    let created = settled.get("stdiopool_pool_created_total");
 
     let reply = mcp.delete().await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -53,11 +63,12 @@ async fn delete_destroys_the_sessions_process_and_a_spare_is_warmed() {
     );
     let m = proxy
         .wait_metrics("a spare warmed after the DELETE", |m| {
-            m.get("stdiopool_pool_created_total") > created && m.get("stdiopool_pool_idle") >= 1.0
+            m.get("stdiopool_pool_created_total") == created + 1.0
+                && m.get("stdiopool_pool_idle") == 2.0
+                && m.get("stdiopool_process_live") == 2.0
         })
         .await;
     assert_eq!(m.get("stdiopool_sessions"), 0.0);
-    assert_eq!(m.get("stdiopool_process_live"), 1.0, "{m:?}");
 
     // The session is gone; a new one gets a new process, never the old one.
     assert_eq!(mcp.delete().await.status, StatusCode::NOT_FOUND);
