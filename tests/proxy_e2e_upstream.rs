@@ -48,6 +48,12 @@ async fn a_crash_mid_request_fails_that_request_naming_it_and_the_next_one_gets_
             message.contains(&format!("pid {first}")) && message.contains("exited with code 3"),
             "{mode}: the error must name the crash: {message}"
         );
+        // What it said last comes with the error, for the client and the logs.
+        let stderr = response["error"]["data"]["stderr"].to_string();
+        assert!(
+            stderr.contains("crashing on request with code 3"),
+            "{mode}: the error must carry the stderr tail: {response}"
+        );
         assert!(
             wait_gone(first).await,
             "{mode}: crashed process {first} not reaped"

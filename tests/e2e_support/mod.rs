@@ -83,7 +83,10 @@ pub fn fixture_args(opts: &[&str], fixture_args: &[&str]) -> Vec<String> {
     args
 }
 
-fn drain_into(mut reader: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+fn drain_into(
+    mut reader: impl Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         loop {
@@ -95,7 +98,7 @@ fn drain_into(mut reader: impl Read + Send + 'static, sink: Arc<Mutex<String>>) 
                     .push_str(&String::from_utf8_lossy(&buf[..n])),
             }
         }
-    });
+    })
 }
 
 impl ProxyProcess {
@@ -125,12 +128,12 @@ impl ProxyProcess {
             .spawn()
             .expect("spawn stdiopool");
         let stderr = Arc::new(Mutex::new(String::new()));
-        drain_into(child.stderr.take().unwrap(), stderr.clone());
+        let stderr_done = drain_into(child.stderr.take().unwrap(), stderr.clone());
         let stdout_text = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take().unwrap();
         let seen = stdout_text.clone();
-        std::thread::spawn(move || {
+        let stdout_done = std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
                 seen.lock().unwrap().push_str(&format!("{line}\n"));
@@ -156,8 +159,15 @@ impl ProxyProcess {
                     let _ = child.kill();
                     child.wait().unwrap()
                 });
-                // Let the drain threads reach EOF.
-                std::thread::sleep(Duration::from_millis(100));
+                // Let the drain threads reach EOF (bounded, in case something
+                // that inherited the pipes outlives the proxy).
+                let (done, drained) = mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = stderr_done.join();
+                    let _ = stdout_done.join();
+                    let _ = done.send(());
+                });
+                let _ = drained.recv_timeout(Duration::from_secs(5));
                 let stderr = stderr.lock().unwrap().clone();
                 let stdout = stdout_text.lock().unwrap().clone();
                 Err(StartFailure {
