@@ -146,7 +146,14 @@ async fn refusals_touch_no_process(mode: &str) {
         }
     }
 
-    let after = proxy.metrics().await;
+    // Every refused connection is closed again: no fd is left behind.
+    let fds = settled.get("stdiopool_open_fds");
+    let after = proxy
+        .wait_metrics("the proxy's fds back to where they were", |m| {
+            m.get("stdiopool_open_fds") <= fds
+        })
+        .await;
+    assert_eq!(after.get("stdiopool_zombies"), 0.0, "{mode}");
     assert_eq!(
         before,
         after.touch_counts(),

@@ -61,8 +61,9 @@ async fn a_crash_mid_request_fails_that_request_naming_it_and_the_next_one_gets_
         let second = next_process(&proxy, &mcp, mode).await;
         assert_ne!(second, first, "{mode}");
         let m = proxy
-            .wait_metrics("the crash counted", |m| {
+            .wait_metrics("the crash counted and reaped", |m| {
                 m.get("stdiopool_process_exited_total{cause=\"nonzero\"}") == 1.0
+                    && m.get("stdiopool_zombies") == 0.0
             })
             .await;
         assert_eq!(
