@@ -285,3 +285,29 @@ async fn a_server_that_cannot_be_restarted_fails_requests_fast_with_its_reason()
         std::fs::remove_file(&marker).unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_crash_does_not_touch_a_request_in_flight_on_another_process() {
+    for mode in MODES {
+        let proxy = ProxyProcess::start(&["--mode", mode, "--pool-size", "2"], &[]);
+        let calm = std::sync::Arc::new(Mcp::connect(&proxy).await);
+        let crashing = if mode == "session" {
+            std::sync::Arc::new(Mcp::connect(&proxy).await)
+        } else {
+            calm.clone() // pooled: a second call in flight takes the other process
+        };
+        let slow = {
+            let calm = calm.clone();
+            tokio::spawn(async move { calm.call_tool("sleep", json!({"ms": 800})).await })
+        };
+        proxy.wait_for_log("sleep 800 ms for request").await;
+        let crashed = crashing.call_tool("crash", json!({})).await;
+        assert_eq!(error_of(&crashed).0, -32000, "{mode}: {crashed}");
+        let slept = slow.await.unwrap();
+        assert_eq!(result_text(&slept), "slept 800 ms", "{mode}");
+        assert_eq!(
+            calm.call_tool("echo", json!({"message": "fine"})).await["result"]["isError"],
+            false
+        );
+    }
+}
