@@ -32,66 +32,181 @@ fn token_file(mode: &str) -> std::path::PathBuf {
     path
 }
 
-fn cases(proxy: &ProxyProcess, mcp: &Mcp, ended: &Mcp, mode: &str) -> Vec<Case> {
-    let call =
-        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "pid"}});
-    let c = |name, req, status, code, message| Case {
+/// The answer a refusal must get: status, JSON-RPC code, message text.
+#[derive(Clone, Copy)]
+struct Expect(StatusCode, i64, &'static str);
+
+const PARSE: Expect = Expect(StatusCode::BAD_REQUEST, -32700, "Parse error");
+const INVALID: Expect = Expect(StatusCode::BAD_REQUEST, -32600, "Invalid Request");
+const ACCEPT: Expect = Expect(StatusCode::NOT_ACCEPTABLE, -32000, "Accept");
+const MEDIA: Expect = Expect(StatusCode::UNSUPPORTED_MEDIA_TYPE, -32000, "Content-Type");
+const NO_SESSION: Expect = Expect(StatusCode::NOT_FOUND, -32005, "Session not found");
+const FORBIDDEN_HOST: Expect = Expect(StatusCode::FORBIDDEN, -32000, "Host");
+const FORBIDDEN_ORIGIN: Expect = Expect(StatusCode::FORBIDDEN, -32000, "Origin");
+const UNAUTHORIZED: Expect = Expect(StatusCode::UNAUTHORIZED, -32000, "Unauthorized");
+const NOT_ALLOWED: Expect = Expect(StatusCode::METHOD_NOT_ALLOWED, -32000, "Method Not Allowed");
+
+fn case(name: &'static str, req: Req, Expect(status, code, message): Expect) -> Case {
+    Case {
         name,
         req,
         status,
         code,
         message,
         header: None,
-    };
-    let allow = if mode == "session" {
-        "GET, POST, DELETE"
+    }
+}
+
+fn with_header(case: Case, name: &'static str, value: &'static str) -> Case {
+    Case {
+        header: Some((name, value)),
+        ..case
+    }
+}
+
+fn cases(proxy: &ProxyProcess, mcp: &Mcp, ended: &Mcp, mode: &str) -> Vec<Case> {
+    let call =
+        || json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "pid"}});
+    let post = || mcp.post(call());
+    let id_null = json!({"jsonrpc": "2.0", "id": null, "method": "tools/call"});
+    let params_string = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": "pid"});
+    let big =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"m": "x".repeat(8192)}});
+    let initialize = || proxy.post(initialize_body(1, json!({})).to_string());
+    let bearer = format!("Bearer {TOKEN}");
+    let (allow, get_refusal) = if mode == "session" {
+        ("GET, POST, DELETE", ACCEPT)
     } else {
-        "POST, DELETE"
+        ("POST, DELETE", NOT_ALLOWED)
     };
+    let too_large = Expect(StatusCode::PAYLOAD_TOO_LARGE, -32000, "exceeds 4096 bytes");
+    let bad_version = Expect(StatusCode::BAD_REQUEST, -32000, "protocol version");
+    let sessionless = Expect(StatusCode::BAD_REQUEST, -32000, "Mcp-Session-Id");
+    let token_missing = Expect(StatusCode::UNAUTHORIZED, -32000, "bearer token is required");
+    let token_wrong = Expect(StatusCode::UNAUTHORIZED, -32000, "invalid bearer token");
     vec![
-        c("body that is not JSON", mcp.post(json!(null)).body("{\"jsonrpc\": \"2.0\", "), StatusCode::BAD_REQUEST, -32700, "Parse error"),
-        c("binary body", mcp.post(json!(null)).body(vec![0xff, 0xfe, 0x00]), StatusCode::BAD_REQUEST, -32700, "Parse error"),
-        c("JSON without jsonrpc", mcp.post(json!({"id": 1, "method": "tools/list"})), StatusCode::BAD_REQUEST, -32600, "Invalid Request"),
-        c("jsonrpc 1.0", mcp.post(json!({"jsonrpc": "1.0", "id": 1, "method": "tools/list"})), StatusCode::BAD_REQUEST, -32600, "Invalid Request"),
-        c("a batch array", mcp.post(json!([call.clone(), call.clone()])), StatusCode::BAD_REQUEST, -32600, "Invalid Request"),
-        c("id null", mcp.post(json!({"jsonrpc": "2.0", "id": null, "method": "tools/call", "params": {"name": "pid"}})), StatusCode::BAD_REQUEST, -32600, "Invalid Request"),
-        c("params a string", mcp.post(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": "pid"})), StatusCode::BAD_REQUEST, -32600, "Invalid Request"),
-        c("a JSON number", mcp.post(json!(42)), StatusCode::BAD_REQUEST, -32600, "Invalid Request"),
-        c("missing Accept", mcp.post(call.clone()).without("accept"), StatusCode::NOT_ACCEPTABLE, -32000, "Accept"),
-        c("Accept without SSE", mcp.post(call.clone()).header("accept", "application/json"), StatusCode::NOT_ACCEPTABLE, -32000, "Accept"),
-        c("Accept SSE with q=0", mcp.post(call.clone()).header("accept", "application/json, text/event-stream;q=0"), StatusCode::NOT_ACCEPTABLE, -32000, "Accept"),
-        c("Content-Type text/plain", mcp.post(call.clone()).header("content-type", "text/plain"), StatusCode::UNSUPPORTED_MEDIA_TYPE, -32000, "Content-Type"),
-        c("missing Content-Type", mcp.post(call.clone()).without("content-type"), StatusCode::UNSUPPORTED_MEDIA_TYPE, -32000, "Content-Type"),
-        c("unknown session", mcp.post(call.clone()).header("mcp-session-id", "0123456789abcdef0123456789abcdef"), StatusCode::NOT_FOUND, -32005, "Session not found"),
-        c("malformed session id", mcp.post(call.clone()).header("mcp-session-id", "not-a-session"), StatusCode::NOT_FOUND, -32005, "Session not found"),
-        c("ended session", ended.post(call.clone()), StatusCode::NOT_FOUND, -32005, "Session not found"),
-        c("DELETE of an ended session", ended.request(Method::DELETE), StatusCode::NOT_FOUND, -32005, "Session not found"),
-        c("no session", mcp.post(call.clone()).without("mcp-session-id"), StatusCode::BAD_REQUEST, -32000, "Mcp-Session-Id"),
-        c("unsupported protocol version", mcp.post(call.clone()).header("mcp-protocol-version", "1999-01-01"), StatusCode::BAD_REQUEST, -32000, "protocol version"),
-        c("body over --max-body", mcp.post(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "x".repeat(8 * 1024)}}})), StatusCode::PAYLOAD_TOO_LARGE, -32000, "exceeds 4096 bytes"),
-        c("foreign Host", mcp.post(call.clone()).header("host", "evil.example.com"), StatusCode::FORBIDDEN, -32000, "Host"),
-        c("Origin null", mcp.post(call.clone()).header("origin", "null"), StatusCode::FORBIDDEN, -32000, "Origin"),
-        Case {
-            header: Some(("www-authenticate", "Bearer realm=\"stdiopool\"")),
-            ..c("missing token", mcp.post(call.clone()).without("authorization"), StatusCode::UNAUTHORIZED, -32000, "bearer token is required")
-        },
-        Case {
-            header: Some(("www-authenticate", "Bearer realm=\"stdiopool\", error=\"invalid_token\"")),
-            ..c("wrong token", mcp.post(call.clone()).header("authorization", "Bearer e2e-secret-tokem"), StatusCode::UNAUTHORIZED, -32000, "invalid bearer token")
-        },
-        c("token of another scheme", mcp.post(call.clone()).header("authorization", &format!("Basic {TOKEN}")), StatusCode::UNAUTHORIZED, -32000, "Unauthorized"),
-        c("initialize without a token", proxy.post(initialize_body(1, json!({})).to_string()), StatusCode::UNAUTHORIZED, -32000, "Unauthorized"),
-        c("foreign Origin", mcp.post(call.clone()).header("origin", "http://evil.example.com"), StatusCode::FORBIDDEN, -32000, "Origin"),
-        c("foreign Origin on initialize", proxy.post(initialize_body(1, json!({})).to_string()).header("origin", "https://evil.example.com").header("authorization", &format!("Bearer {TOKEN}")), StatusCode::FORBIDDEN, -32000, "Origin"),
-        Case {
-            header: Some(("allow", allow)),
-            ..c("PUT", mcp.request(Method::PUT), StatusCode::METHOD_NOT_ALLOWED, -32000, "Method Not Allowed")
-        },
-        Case {
-            header: Some(("allow", allow)),
-            ..c("PATCH", mcp.post(call.clone()).method(Method::PATCH), StatusCode::METHOD_NOT_ALLOWED, -32000, "Method Not Allowed")
-        },
-        c("GET without an SSE Accept", mcp.request(Method::GET).header("accept", "application/json"), if mode == "session" { StatusCode::NOT_ACCEPTABLE } else { StatusCode::METHOD_NOT_ALLOWED }, -32000, if mode == "session" { "Accept" } else { "Method Not Allowed" }),
+        case("not JSON", post().body("{\"jsonrpc\": \"2.0\", "), PARSE),
+        case("binary body", post().body(vec![0xff, 0xfe, 0x00]), PARSE),
+        case(
+            "no jsonrpc member",
+            mcp.post(json!({"id": 1, "method": "x"})),
+            INVALID,
+        ),
+        case(
+            "jsonrpc 1.0",
+            mcp.post(json!({"jsonrpc": "1.0", "id": 1, "method": "x"})),
+            INVALID,
+        ),
+        case("a batch array", mcp.post(json!([call(), call()])), INVALID),
+        case("id null", mcp.post(id_null), INVALID),
+        case("params a string", mcp.post(params_string), INVALID),
+        case("a JSON number", mcp.post(json!(42)), INVALID),
+        case("missing Accept", post().without("accept"), ACCEPT),
+        case(
+            "Accept without SSE",
+            post().header("accept", "application/json"),
+            ACCEPT,
+        ),
+        case(
+            "Accept SSE q=0",
+            post().header("accept", "application/json, text/event-stream;q=0"),
+            ACCEPT,
+        ),
+        case(
+            "Content-Type text/plain",
+            post().header("content-type", "text/plain"),
+            MEDIA,
+        ),
+        case(
+            "missing Content-Type",
+            post().without("content-type"),
+            MEDIA,
+        ),
+        case(
+            "unknown session",
+            post().header("mcp-session-id", &"0a".repeat(16)),
+            NO_SESSION,
+        ),
+        case(
+            "malformed session id",
+            post().header("mcp-session-id", "not-a-session"),
+            NO_SESSION,
+        ),
+        case("ended session", ended.post(call()), NO_SESSION),
+        case(
+            "DELETE of an ended session",
+            ended.request(Method::DELETE),
+            NO_SESSION,
+        ),
+        case("no session", post().without("mcp-session-id"), sessionless),
+        case(
+            "bad protocol version",
+            post().header("mcp-protocol-version", "1999-01-01"),
+            bad_version,
+        ),
+        case("body over --max-body", mcp.post(big), too_large),
+        case(
+            "foreign Host",
+            post().header("host", "evil.example.com"),
+            FORBIDDEN_HOST,
+        ),
+        case(
+            "Origin null",
+            post().header("origin", "null"),
+            FORBIDDEN_ORIGIN,
+        ),
+        case(
+            "foreign Origin",
+            post().header("origin", "http://evil.example.com"),
+            FORBIDDEN_ORIGIN,
+        ),
+        case(
+            "foreign Origin on initialize",
+            initialize()
+                .header("origin", "https://evil.example.com")
+                .header("authorization", &bearer),
+            FORBIDDEN_ORIGIN,
+        ),
+        with_header(
+            case(
+                "missing token",
+                post().without("authorization"),
+                token_missing,
+            ),
+            "www-authenticate",
+            "Bearer realm=\"stdiopool\"",
+        ),
+        with_header(
+            case(
+                "wrong token",
+                post().header("authorization", "Bearer e2e-secret-tokem"),
+                token_wrong,
+            ),
+            "www-authenticate",
+            "Bearer realm=\"stdiopool\", error=\"invalid_token\"",
+        ),
+        case(
+            "another scheme",
+            post().header("authorization", &format!("Basic {TOKEN}")),
+            UNAUTHORIZED,
+        ),
+        case("initialize without a token", initialize(), UNAUTHORIZED),
+        with_header(
+            case("PUT", mcp.request(Method::PUT), NOT_ALLOWED),
+            "allow",
+            allow,
+        ),
+        with_header(
+            case("PATCH", post().method(Method::PATCH), NOT_ALLOWED),
+            "allow",
+            allow,
+        ),
+        case(
+            "GET without an SSE Accept",
+            mcp.request(Method::GET)
+                .header("accept", "application/json"),
+            get_refusal,
+        ),
     ]
 }
 
