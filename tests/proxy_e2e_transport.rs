@@ -7,7 +7,7 @@
 
 mod e2e_support;
 
-use e2e_support::{Mcp, ProxyProcess, Req, initialize_body};
+use e2e_support::{Mcp, ProxyProcess, Req, TempFile, initialize_body};
 use hyper::http::{Method, StatusCode};
 use serde_json::json;
 
@@ -25,11 +25,10 @@ struct Case {
     header: Option<(&'static str, &'static str)>,
 }
 
-fn token_file(mode: &str) -> std::path::PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("stdiopool-e2e-token-{}-{mode}", std::process::id()));
-    std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
-    path
+fn token_file(mode: &str) -> TempFile {
+    let file = TempFile::new(&format!("token-{mode}"));
+    std::fs::write(&file.0, format!("{TOKEN}\n")).unwrap();
+    file
 }
 
 /// The answer a refusal must get: status, JSON-RPC code, message text.
@@ -223,7 +222,7 @@ async fn refusals_touch_no_process(mode: &str) {
             "--max-body",
             "4KiB",
             "--auth-token-file",
-            token.to_str().unwrap(),
+            token.path(),
         ],
         &[],
     );
@@ -276,7 +275,6 @@ async fn refusals_touch_no_process(mode: &str) {
     );
     // The session and its process are unharmed.
     assert_eq!(mcp.pid().await, pid, "{mode}");
-    std::fs::remove_file(token).unwrap();
 }
 
 #[tokio::test]
@@ -293,12 +291,7 @@ async fn session_mode_refuses_bad_input_before_any_process() {
 async fn ops_endpoints_need_no_token_and_count_nothing() {
     let token = token_file("ops");
     let proxy = ProxyProcess::start(
-        &[
-            "--pool-size",
-            "1",
-            "--auth-token-file",
-            token.to_str().unwrap(),
-        ],
+        &["--pool-size", "1", "--auth-token-file", token.path()],
         &[],
     );
     let health = Req::new(proxy.addr, Method::GET, "/healthz").send().await;
@@ -313,5 +306,4 @@ async fn ops_endpoints_need_no_token_and_count_nothing() {
     );
     let m = proxy.metrics().await;
     assert_eq!(m.get("stdiopool_pool_max"), 1.0);
-    std::fs::remove_file(token).unwrap();
 }

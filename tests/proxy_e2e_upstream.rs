@@ -8,7 +8,9 @@ mod e2e_support;
 
 use std::time::{Duration, Instant};
 
-use e2e_support::{MODES, Mcp, ProxyProcess, Req, initialize_body, result_text, wait_gone};
+use e2e_support::{
+    MODES, Mcp, ProxyProcess, Req, TempFile, initialize_body, result_text, wait_gone,
+};
 use hyper::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -203,7 +205,7 @@ async fn session_mode_answers_503_with_retry_after_when_every_process_has_a_sess
 
 /// A command that starts the fixture the first time and fails every later
 /// time, saying why on stderr.
-fn starts_once(marker: &std::path::Path) -> Vec<String> {
+fn starts_once(marker: &TempFile) -> Vec<String> {
     vec![
         "sh".into(),
         "-c".into(),
@@ -211,18 +213,14 @@ fn starts_once(marker: &std::path::Path) -> Vec<String> {
             "if [ -e \"$0\" ]; then echo 'refusing to start twice' >&2; exit 7; fi; : > \"$0\"; exec {}",
             e2e_support::FIXTURE
         ),
-        marker.display().to_string(),
+        marker.path().to_owned(),
     ]
 }
 
 #[tokio::test]
 async fn a_server_that_cannot_be_restarted_fails_requests_fast_with_its_reason() {
     for mode in MODES {
-        let marker = std::env::temp_dir().join(format!(
-            "stdiopool-e2e-starts-once-{}-{mode}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&marker);
+        let marker = TempFile::new(&format!("starts-once-{mode}"));
         let mut args: Vec<String> = ["--mode", mode, "--pool-size", "1", "--min-idle", "1"]
             .iter()
             .map(|s| (*s).to_owned())
@@ -282,7 +280,6 @@ async fn a_server_that_cannot_be_restarted_fails_requests_fast_with_its_reason()
             "{mode}: {spawned} then {later} spawns: respawning in a loop"
         );
         drop(proxy);
-        std::fs::remove_file(&marker).unwrap();
     }
 }
 

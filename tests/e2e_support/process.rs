@@ -258,3 +258,27 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A file in the temp directory, named after the test process and `tag`,
+/// removed when dropped (also when the test fails).
+#[derive(Debug)]
+pub struct TempFile(pub std::path::PathBuf);
+
+impl TempFile {
+    /// The path, with nothing written yet (any stale file removed).
+    pub fn new(tag: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("stdiopool-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
