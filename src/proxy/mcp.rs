@@ -55,12 +55,12 @@ impl McpState {
         self.sessions.len()
     }
 
-    /// Starts shutdown: refuse new work, end every session (their GET
-    /// streams close; session processes are destroyed once their in-flight
-    /// requests are gone).
+    /// Starts shutdown: refuse new work and close the GET streams. Requests
+    /// in flight are left to finish within the grace period; the sessions
+    /// (and their processes) end after it (`Proxy::serve`).
     pub fn begin_shutdown(&self) {
         self.shutdown.cancel();
-        self.sessions.end_all();
+        self.sessions.close_streams();
     }
 }
 
