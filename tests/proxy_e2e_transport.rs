@@ -241,7 +241,9 @@ async fn refusals_touch_no_process(mode: &str) {
         .await;
     let before = settled.touch_counts();
 
-    for case in cases(&proxy, &mcp, &ended, mode) {
+    let cases = cases(&proxy, &mcp, &ended, mode);
+    let refused = cases.len() as f64;
+    for case in cases {
         let reply = case.req.send().await;
         let what = format!("{mode}: {}: {} {}", case.name, reply.status, reply.text());
         assert_eq!(reply.status, case.status, "{what}");
@@ -268,6 +270,13 @@ async fn refusals_touch_no_process(mode: &str) {
         })
         .await;
     assert_eq!(after.get("stdiopool_zombies"), 0.0, "{mode}");
+    // Each refusal is counted once as rejected, whether a handler or the
+    // transport checks (before any handler) refused it.
+    assert_eq!(
+        after.requests_rejected() - settled.requests_rejected(),
+        refused,
+        "{mode}: rejected requests counted"
+    );
     assert_eq!(
         before,
         after.touch_counts(),

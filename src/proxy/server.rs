@@ -209,6 +209,10 @@ impl Proxy {
         });
         let app = checks
             .apply(mcp_router(&config.path, state.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                state.metrics.clone(),
+                super::mcp::count_refusals,
+            ))
             .merge(ops);
         Ok(Proxy {
             config,

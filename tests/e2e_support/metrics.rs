@@ -34,6 +34,17 @@ impl Metrics {
         ))
     }
 
+    /// Requests counted with outcome `rejected`, any method.
+    pub fn requests_rejected(&self) -> f64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("stdiopool_requests_total{") && k.contains("outcome=\"rejected\"")
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// Requests counted with any outcome but `rejected`.
     pub fn requests_not_rejected(&self) -> f64 {
         self.0
