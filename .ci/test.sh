@@ -22,6 +22,10 @@ cargo clippy --all-targets -- -D warnings
 stage "unit, property and integration tests, benches in test mode (cargo test)"
 cargo test --all-targets --no-fail-fast
 
+stage "interop: official MCP SDKs, servers and conformance suite through stdiopool"
+# Installs its pinned peers (npm, PyPI, Node 22) under target/interop by itself.
+bash tests/interop/run.sh
+
 stage "loom models (release, LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
 # A crate-specific cfg: `--cfg loom` would reach tokio and remove tokio::net,
 # which axum needs (see docs/ARCHITECTURE.md, "Model checking").

@@ -537,7 +537,7 @@ async fn malformed_session_id_is_404_session_not_found() {
     ] {
         let req = good_post().header(SESSION_ID_HEADER, bad);
         let a = send(&app, req.body(Body::from(PING)).unwrap()).await;
-        a.assert_refused(StatusCode::NOT_FOUND, -32001);
+        a.assert_refused(StatusCode::NOT_FOUND, -32005);
     }
     let del = Request::delete("/mcp")
         .header(header::HOST, "localhost")
@@ -547,7 +547,7 @@ async fn malformed_session_id_is_404_session_not_found() {
         .unwrap();
     send(&app, del)
         .await
-        .assert_refused(StatusCode::NOT_FOUND, -32001);
+        .assert_refused(StatusCode::NOT_FOUND, -32005);
     assert_eq!(hits.get(), 0);
 }
 

@@ -29,7 +29,9 @@ use super::sessions::{Session, Sessions, spawn_router};
 use super::sse::{accepted, json_reply, sse_stream, with_session_id};
 use crate::config::{Config, Mode};
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response, response};
-use crate::metrics::{METHOD_DELETE, METHOD_GET_STREAM, METHOD_RESPONSE, Metrics, Outcome};
+use crate::metrics::{
+    METHOD_DELETE, METHOD_GET_STREAM, METHOD_INVALID, METHOD_RESPONSE, Metrics, Outcome,
+};
 use crate::pool::{Pool, PoolError, TimeoutStage};
 use crate::upstream::connection::OutgoingRequest;
 use crate::upstream::manager::{UpstreamError, UpstreamManager};
@@ -55,12 +57,12 @@ impl McpState {
         self.sessions.len()
     }
 
-    /// Starts shutdown: refuse new work, end every session (their GET
-    /// streams close; session processes are destroyed once their in-flight
-    /// requests are gone).
+    /// Starts shutdown: refuse new work and close the GET streams. Requests
+    /// in flight are left to finish within the grace period; the sessions
+    /// (and their processes) end after it (`Proxy::serve`).
     pub fn begin_shutdown(&self) {
         self.shutdown.cancel();
-        self.sessions.end_all();
+        self.sessions.close_streams();
     }
 }
 
@@ -79,11 +81,46 @@ pub fn mcp_router(path: &str, state: Arc<McpState>) -> Router {
 
 type Shared = State<Arc<McpState>>;
 
+/// Marks a response whose request the handler has counted in the metrics;
+/// [`count_refusals`] counts the others (refused before any handler ran).
+#[derive(Debug, Clone, Copy)]
+struct Counted;
+
+fn counted(mut response: Response) -> Response {
+    response.extensions_mut().insert(Counted);
+    response
+}
+
+/// Counts requests refused by the transport checks and extractors (401, 403,
+/// 406, 413, 415, 400 before any handler) as `method="invalid"`: they never
+/// reach a handler, so nothing else would.
+pub async fn count_refusals(
+    State(metrics): State<Arc<Metrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let start = Instant::now();
+    let response = next.run(request).await;
+    if response.extensions().get::<Counted>().is_none() {
+        let outcome = if response.status().is_server_error() {
+            Outcome::Unavailable
+        } else {
+            Outcome::Rejected
+        };
+        observe(&metrics, METHOD_INVALID, outcome, start);
+    }
+    response
+}
+
 fn observe(metrics: &Metrics, method: &str, outcome: Outcome, start: Instant) {
     metrics.observe_request(method, outcome, start.elapsed());
 }
 
-async fn post_mcp(State(st): Shared, post: McpPost) -> Response {
+async fn post_mcp(state: Shared, post: McpPost) -> Response {
+    counted(post_inner(state, post).await)
+}
+
+async fn post_inner(State(st): Shared, post: McpPost) -> Response {
     let start = Instant::now();
     let method = post.message.method().unwrap_or(METHOD_RESPONSE).to_owned();
     match handle_post(&st, post, start).await {
@@ -392,7 +429,11 @@ async fn forward(
     Ok(Handled::Deferred(response))
 }
 
-async fn get_mcp(State(st): Shared, get: McpGet) -> Response {
+async fn get_mcp(state: Shared, get: McpGet) -> Response {
+    counted(get_inner(state, get).await)
+}
+
+async fn get_inner(State(st): Shared, get: McpGet) -> Response {
     let start = Instant::now();
     let result = (|| {
         if st.shutdown.is_cancelled() {
@@ -427,7 +468,11 @@ trait MapRaw: futures_util::Stream<Item = Value> + Sized {
 
 impl<S: futures_util::Stream<Item = Value>> MapRaw for S {}
 
-async fn delete_mcp(State(st): Shared, del: McpDelete) -> Response {
+async fn delete_mcp(state: Shared, del: McpDelete) -> Response {
+    counted(delete_inner(state, del).await)
+}
+
+async fn delete_inner(State(st): Shared, del: McpDelete) -> Response {
     let start = Instant::now();
     match st.sessions.remove(&del.session) {
         Some(_) => {

@@ -210,6 +210,10 @@ impl Proxy {
         });
         let app = checks
             .apply(mcp_router(&config.path, state.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                state.metrics.clone(),
+                super::mcp::count_refusals,
+            ))
             .merge(ops);
         Ok(Proxy {
             config,
@@ -378,7 +382,9 @@ fn metrics_source(
 
 fn spawn_session_reaper(state: &Arc<McpState>, idle_timeout: Duration) {
     let weak = Arc::downgrade(state);
-    let period = (idle_timeout / 10).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    // At most a second: the same pass ends sessions whose process broke
+    // (an oversize frame leaves it running), which must not linger.
+    let period = (idle_timeout / 10).clamp(Duration::from_millis(200), Duration::from_secs(1));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {

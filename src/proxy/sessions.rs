@@ -353,6 +353,16 @@ impl Sessions {
         idle.len()
     }
 
+    /// Closes every session's GET stream but leaves requests in flight
+    /// alone (start of shutdown: an open stream would hold the server for
+    /// the whole grace period, while requests get that period to finish).
+    pub(crate) fn close_streams(&self) {
+        let all: Vec<Arc<Session>> = lock(&self.map).values().cloned().collect();
+        for session in all {
+            lock(&session.get_stream).take();
+        }
+    }
+
     /// Ends every session (shutdown).
     pub(crate) fn end_all(&self) {
         let all: Vec<Arc<Session>> = lock(&self.map).drain().map(|(_, s)| s).collect();

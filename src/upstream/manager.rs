@@ -3,9 +3,13 @@
 //! `create` spawns a process, wraps it in a [`Connection`] and (unless the
 //! handshake is turned off for session mode) runs MCP's `initialize` /
 //! `notifications/initialized` with no client capabilities, so the server
-//! never sends requests no pooled client could answer. `recycle` checks the
-//! process is alive and, after `ping_after_idle` of silence, that it answers
-//! `ping`. `is_broken` reads the connection's flag.
+//! never sends requests no pooled client could answer. Without the handshake
+//! (session mode), a process that dies before serving any call counts as a
+//! failed creation: the next `create` returns that failure (command, cause,
+//! stderr tail), so the pool backs off instead of respawning a command that
+//! exits at start. `recycle` checks the process is alive and, after
+//! `ping_after_idle` of silence, that it answers `ping`. `is_broken` reads
+//! the connection's flag.
 //!
 //! Invariant: a failed `create` leaves nothing running — the half-made
 //! connection is shut down with the stop sequence before the error returns,
@@ -13,8 +17,8 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::json;
@@ -201,6 +205,12 @@ pub struct UpstreamManager {
     /// Broken connections seen and not yet replaced: the next successful
     /// create is a restart.
     pending_restarts: AtomicU64,
+    /// Without a handshake (session mode) a spawn "succeeds" even if the
+    /// command dies at once; such a death, seen before the connection ever
+    /// served a call, is kept here and returned by the next `create` as its
+    /// failure, so the pool backs off and clients get the reason instead of
+    /// the pool respawning a dead command in a loop.
+    died_unused: Mutex<Option<UpstreamError>>,
 }
 
 impl fmt::Debug for UpstreamManager {
@@ -220,6 +230,7 @@ impl UpstreamManager {
             config,
             command,
             pending_restarts: AtomicU64::new(0),
+            died_unused: Mutex::new(None),
         }
     }
 
@@ -236,6 +247,21 @@ impl UpstreamManager {
     fn note_broken(&self, conn: &Connection) {
         if conn.mark_crash_counted() {
             self.pending_restarts.fetch_add(1, Ordering::SeqCst);
+            if !self.config.handshake && conn.uses() == 0 {
+                let cause = conn
+                    .closed_reason()
+                    .map(|e| e.error_object().message.clone())
+                    .unwrap_or_else(|| "closed its stdout".to_owned());
+                let failure = UpstreamError::ExitedAtStart {
+                    command: self.command.clone(),
+                    cause,
+                    stderr_tail: conn.stderr_tail(),
+                };
+                *self
+                    .died_unused
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(failure);
+            }
         }
     }
 
@@ -329,6 +355,14 @@ impl Manager for UpstreamManager {
     type Error = UpstreamError;
 
     async fn create(&self) -> Result<Connection, UpstreamError> {
+        let died = self
+            .died_unused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(failure) = died {
+            return Err(failure);
+        }
         let child = ChildProcess::spawn(&self.config.spec, &self.config.accounting)
             .map_err(|e| self.spawn_error(&e))?;
         let conn = Connection::new(child, self.config.max_frame);

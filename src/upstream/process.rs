@@ -495,6 +495,22 @@ impl ChildProcess {
         cause
     }
 
+    /// Waits at most `limit` for the stderr reader to reach EOF (every
+    /// holder of the pipe gone), so [`ChildProcess::stderr_tail`] holds what
+    /// the process wrote last; whether it did. Cancel-safe; once the reader
+    /// has ended, the stop sequence does not wait for it again.
+    pub async fn wait_stderr_eof(&mut self, limit: Duration) -> bool {
+        let Some(task) = self.stderr_task.as_mut() else {
+            return true;
+        };
+        if tokio::time::timeout(limit, task).await.is_ok() {
+            self.stderr_task = None;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Runs the stop sequence to its end and reports how the process ended.
     pub async fn stop(mut self, reason: StopReason) -> StopOutcome {
         match self.take_stopping() {

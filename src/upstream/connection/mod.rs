@@ -6,8 +6,11 @@
 //!   stdin through [`JsonRpcCodec`](crate::framing::JsonRpcCodec) (it batches what is queued, then flushes);
 //! - the **reader** decodes the child's stdout and routes every message:
 //!   responses to the caller waiting for them, progress to that caller's
-//!   event channel, server requests and notifications to the subscriber of
-//!   [`Connection::take_server_messages`] (or answers them itself);
+//!   event channel, other notifications to the event channel of the one
+//!   request in flight if there is exactly one (so they keep stdout's order
+//!   relative to its response), the rest of the server requests and
+//!   notifications to the subscriber of [`Connection::take_server_messages`]
+//!   (or answers them itself);
 //! - the **monitor** owns the process: it notices exit or stdout EOF, fails
 //!   every request in flight at once, and runs the stop sequence when the
 //!   connection is shut down or dropped.

@@ -31,10 +31,12 @@ pub(super) async fn monitor(
             req = &mut control => break req.ok(),
             cause = child.wait_exit(), if !exited => {
                 exited = true;
-                // Let the reader deliver what the process wrote before dying.
+                // Let the reader deliver what the process wrote before dying,
+                // and the error carry what it said last on stderr.
                 if !reader_done && tokio::time::timeout(DRAIN_AFTER_EXIT, &mut reader).await.is_ok() {
                     reader_done = true;
                 }
+                child.wait_stderr_eof(DRAIN_AFTER_EXIT).await;
                 shared.close(CallError::Closed(shared.closed_detail(&cause.to_string())));
             }
             _ = &mut reader, if !reader_done => {
@@ -43,6 +45,7 @@ pub(super) async fn monitor(
                     let what = match tokio::time::timeout(EXIT_AFTER_EOF, child.wait_exit()).await {
                         Ok(cause) => {
                             exited = true;
+                            child.wait_stderr_eof(DRAIN_AFTER_EXIT).await;
                             cause.to_string()
                         }
                         Err(_) => "closed its stdout".to_owned(),

