@@ -42,7 +42,7 @@ async fn cycle(i: usize, acc: Arc<Accounting>) {
             .await
             .unwrap();
     }
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         drop(child);
     } else {
         tokio::time::timeout(LIMIT, child.stop(StopReason::Retired))

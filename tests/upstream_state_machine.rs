@@ -178,7 +178,7 @@ impl StateMachineTest for Machine {
             }
             T::Echo(i) => {
                 let crashed = s.held[i];
-                let id = if n % 2 == 0 {
+                let id = if n.is_multiple_of(2) {
                     Id::from(n)
                 } else {
                     Id::from(format!("e{n}"))

@@ -120,10 +120,10 @@ impl FileConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
         for slot in [&mut file.cwd, &mut file.auth_token_file] {
-            if let Some(p) = slot.as_mut() {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
+            if let Some(p) = slot.as_mut()
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
             }
         }
         Ok(file)

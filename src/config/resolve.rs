@@ -135,10 +135,10 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
     }
 
     let cwd = pick_opt!(cwd);
-    if let Some(dir) = &cwd {
-        if !dir.is_dir() {
-            return Err(ConfigError::CwdNotDirectory { path: dir.clone() });
-        }
+    if let Some(dir) = &cwd
+        && !dir.is_dir()
+    {
+        return Err(ConfigError::CwdNotDirectory { path: dir.clone() });
     }
 
     let allowed_origins = pick_list(m, "allowed_origin", cli.allowed_origin, file.allowed_origin)

@@ -205,20 +205,20 @@ impl Session {
             return None;
         }
         let mut backlog = lock(&self.backlog);
-        if backlog.len() >= BACKLOG {
-            if let Some(dropped) = backlog.pop_front() {
-                tracing::warn!(
-                    session = ?self.id,
-                    method = dropped.message.method(),
-                    "no client stream for a server message: backlog full, dropping the oldest"
-                );
-                if let ServerMessage::Request { .. } = dropped.message {
-                    backlog.push_back(Backlogged {
-                        since: Instant::now(),
-                        message,
-                    });
-                    return Some(dropped.message);
-                }
+        if backlog.len() >= BACKLOG
+            && let Some(dropped) = backlog.pop_front()
+        {
+            tracing::warn!(
+                session = ?self.id,
+                method = dropped.message.method(),
+                "no client stream for a server message: backlog full, dropping the oldest"
+            );
+            if let ServerMessage::Request { .. } = dropped.message {
+                backlog.push_back(Backlogged {
+                    since: Instant::now(),
+                    message,
+                });
+                return Some(dropped.message);
             }
         }
         backlog.push_back(Backlogged {

@@ -398,14 +398,14 @@ impl Manager for UpstreamManager {
                 reason,
             });
         }
-        if conn.idle_for() >= self.config.ping_after_idle {
-            if let Err(e) = conn.ping(self.config.ping_timeout).await {
-                self.note_broken(conn);
-                return Err(UpstreamError::Unhealthy {
-                    pid: conn.pid(),
-                    reason: e.error_object().message.clone(),
-                });
-            }
+        if conn.idle_for() >= self.config.ping_after_idle
+            && let Err(e) = conn.ping(self.config.ping_timeout).await
+        {
+            self.note_broken(conn);
+            return Err(UpstreamError::Unhealthy {
+                pid: conn.pid(),
+                reason: e.error_object().message.clone(),
+            });
         }
         Ok(())
     }

@@ -359,14 +359,14 @@ impl ChildProcess {
     /// runtime.
     pub fn spawn(spec: &ProcessSpec, accounting: &Arc<Accounting>) -> Result<Self, SpawnError> {
         let program = spec.program_display();
-        if let Some(cwd) = &spec.cwd {
-            if !cwd.is_dir() {
-                accounting.record_spawn_failure();
-                return Err(SpawnError::BadCwd {
-                    program,
-                    cwd: cwd.clone(),
-                });
-            }
+        if let Some(cwd) = &spec.cwd
+            && !cwd.is_dir()
+        {
+            accounting.record_spawn_failure();
+            return Err(SpawnError::BadCwd {
+                program,
+                cwd: cwd.clone(),
+            });
         }
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
@@ -780,10 +780,10 @@ async fn stop_sequence(
         _ => 0,
     };
     // The stderr reader ends at EOF, once every holder of the pipe is gone.
-    if let Some(mut task) = s.stderr_task.take() {
-        if tokio::time::timeout(STDERR_DRAIN, &mut task).await.is_err() {
-            task.abort();
-        }
+    if let Some(mut task) = s.stderr_task.take()
+        && tokio::time::timeout(STDERR_DRAIN, &mut task).await.is_err()
+    {
+        task.abort();
     }
     drop(s.stdout.take());
     let class = match (stage, cause) {

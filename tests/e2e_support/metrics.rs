@@ -13,10 +13,10 @@ impl Metrics {
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
             }
-            if let Some((series, value)) = line.rsplit_once(' ') {
-                if let Ok(v) = value.parse::<f64>() {
-                    map.insert(series.to_owned(), v);
-                }
+            if let Some((series, value)) = line.rsplit_once(' ')
+                && let Ok(v) = value.parse::<f64>()
+            {
+                map.insert(series.to_owned(), v);
             }
         }
         Metrics(map)
