@@ -29,7 +29,9 @@ async fn cycle(i: usize, acc: Arc<Accounting>) {
         15 => &["--exit-at-start", "1"],
         _ => &[],
     };
-    let mut child = ChildProcess::spawn(&fixture_spec(args, 30, 30), &acc).unwrap();
+    // Graces long enough that a well-behaved server always exits on stdin EOF
+    // in time even on a loaded machine (the counts below are exact).
+    let mut child = ChildProcess::spawn(&fixture_spec(args, 250, 250), &acc).unwrap();
     if matches!(i % 20, 5 | 10 | 12) {
         // Make sure the flags are in force before the stop begins.
         let mut rpc = Rpc::attach(&mut child);
