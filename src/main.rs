@@ -98,7 +98,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .pointer("/serverInfo/name")
         .and_then(|v| v.as_str())
         .unwrap_or("unknown");
-    println!(
+    let banner = format!(
         "stdiopool {} serving `{server_name}` (MCP server \"{upstream}\", {} mode, up to {pool_size} processes)\n\
          connect an MCP client to: http://{address}{path}\n\
          health: http://{address}/healthz  metrics: http://{address}/metrics",
@@ -108,6 +108,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Mode::Session => "session",
         },
     );
+    // Where to connect goes to stdout (the one thing this binary prints
+    // there). A closed or broken stdout must not stop the proxy: `println!`
+    // would panic on EPIPE, e.g. when whoever started us stops reading after
+    // the URL line.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{banner}").and_then(|()| out.flush()) {
+            tracing::warn!(error = %e, "could not print the banner on stdout");
+        }
+    }
     let report = proxy.serve(listener, shutdown_signal()).await?;
     if report.stops_left > 0 {
         tracing::warn!(
