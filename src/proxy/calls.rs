@@ -8,16 +8,16 @@
 //! the connection does when its `call` future is dropped.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::response::Response;
-use futures_util::stream;
+use futures_util::Stream;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::negotiate::ReplyFormat;
 use super::sse::{Outbound, json_reply, sse_reply};
@@ -25,7 +25,8 @@ use crate::jsonrpc::{ErrorObject, Id, error_response};
 use crate::metrics::Outcome;
 use crate::upstream::connection::{CallError, Connection, OutgoingRequest};
 
-/// Related messages buffered per request before the server is slowed down.
+/// Related messages buffered per request; past that the connection drops
+/// them rather than stall its reader.
 const EVENTS_BUFFER: usize = 64;
 
 /// How a forwarded request ended, for the metrics.
@@ -105,18 +106,18 @@ pub(crate) fn raw(value: &Value) -> Box<RawValue> {
 /// Answers a forwarded request in `format`.
 ///
 /// `work` receives the sender for related messages (only for SSE) and
-/// resolves to the final message. For JSON the caller's future runs it, so a
-/// client that disconnects drops it (and cancels upstream). For SSE it runs in
-/// a task tracked by `tracker` (shutdown drains it) that stops — dropping the
-/// call, which cancels it upstream — as soon as the client stops reading.
-/// `done` is called with the ending once the request is over.
+/// resolves to the final message. Either way the work runs inside what the
+/// client holds — the handler's future for JSON, the response body for SSE —
+/// so a client that goes away drops it, which cancels the call upstream. No
+/// task is spawned: the SSE body polls the call itself (and a graceful
+/// shutdown drains it with the connection). `done` is called with the ending
+/// once the request is over.
 pub(crate) async fn reply<W, F>(
     format: ReplyFormat,
     id: Id,
     keep_alive: Option<Duration>,
-    tracker: &TaskTracker,
     work: W,
-    done: impl FnOnce(Ending) + Send + 'static,
+    done: impl FnOnce(Ending) + Send + Unpin + 'static,
 ) -> Response
 where
     W: FnOnce(Option<mpsc::Sender<Value>>) -> F,
@@ -132,47 +133,58 @@ where
             json_reply(raw(&message))
         }
         ReplyFormat::Sse => {
-            let (out_tx, out_rx) = mpsc::channel::<Outbound>(EVENTS_BUFFER);
-            let (ev_tx, ev_rx) = mpsc::channel::<Value>(EVENTS_BUFFER);
-            let fut = work(Some(ev_tx));
-            tracker.spawn(pump(fut, ev_rx, out_tx, done));
-            let mut out_rx = out_rx;
-            let source = stream::poll_fn(move |cx| out_rx.poll_recv(cx));
+            let (events_tx, events) = mpsc::channel::<Value>(EVENTS_BUFFER);
+            let source = SseSource {
+                call: Some(Box::pin(work(Some(events_tx)))),
+                events,
+                response: None,
+                report: Report::new(done),
+            };
             sse_reply(id, source, keep_alive)
         }
     }
 }
 
-/// Moves related messages and then the final response to the SSE body.
-async fn pump<F>(
-    fut: F,
-    mut events: mpsc::Receiver<Value>,
-    out: mpsc::Sender<Outbound>,
-    done: impl FnOnce(Ending),
-) where
+/// The body of an SSE reply: related messages as they come, then — after any
+/// still queued — the response, then the end.
+struct SseSource<F, D: FnOnce(Ending)> {
+    /// The call, until it resolves.
+    call: Option<Pin<Box<F>>>,
+    events: mpsc::Receiver<Value>,
+    /// The response, once the call resolved and until it is sent.
+    response: Option<Value>,
+    report: Report<D>,
+}
+
+impl<F, D> Stream for SseSource<F, D>
+where
     F: Future<Output = (Value, Ending)>,
+    D: FnOnce(Ending) + Unpin,
 {
-    let mut report = Report::new(done);
-    let mut fut = pin!(fut);
-    report.ending = loop {
-        tokio::select! {
-            biased;
-            Some(event) = events.recv() => {
-                if out.send(Outbound::Related(raw(&event))).await.is_err() {
-                    break Ending::Cancelled; // the client went away: dropping `fut` cancels
-                }
+    type Item = Outbound;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        let this = self.get_mut();
+        if let Some(call) = this.call.as_mut() {
+            // Related messages first: they were sent before the response.
+            if let Poll::Ready(Some(event)) = this.events.poll_recv(cx) {
+                return Poll::Ready(Some(Outbound::Related(raw(&event))));
             }
-            (message, ending) = &mut fut => {
-                // Related messages sent just before the response go first.
-                while let Ok(event) = events.try_recv() {
-                    let _ = out.send(Outbound::Related(raw(&event))).await;
-                }
-                let _ = out.send(Outbound::Final(raw(&message))).await;
-                break ending;
-            }
-            () = out.closed() => break Ending::Cancelled,
+            let Poll::Ready((response, ending)) = call.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            this.call = None;
+            this.report.ending = ending;
+            this.response = Some(response);
         }
-    };
+        if let Ok(event) = this.events.try_recv() {
+            return Poll::Ready(Some(Outbound::Related(raw(&event))));
+        }
+        Poll::Ready(this.response.take().map(|response| {
+            this.report.finish();
+            Outbound::Final(raw(&response))
+        }))
+    }
 }
 
 /// Reports how a request ended exactly once, also when its future is
@@ -191,10 +203,17 @@ impl<D: FnOnce(Ending)> Report<D> {
     }
 }
 
-impl<D: FnOnce(Ending)> Drop for Report<D> {
-    fn drop(&mut self) {
+impl<D: FnOnce(Ending)> Report<D> {
+    /// Reports now (the response is on its way).
+    fn finish(&mut self) {
         if let Some(done) = self.done.take() {
             done(self.ending);
         }
+    }
+}
+
+impl<D: FnOnce(Ending)> Drop for Report<D> {
+    fn drop(&mut self) {
+        self.finish();
     }
 }

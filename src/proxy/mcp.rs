@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::calls::{self, Ending, raw};
 use super::error::ProxyError;
@@ -43,8 +42,6 @@ pub struct McpState {
     pub(crate) pool: Pool<UpstreamManager>,
     pub(crate) sessions: Sessions,
     pub(crate) metrics: Arc<Metrics>,
-    /// In-flight SSE replies, drained at shutdown.
-    pub(crate) tracker: TaskTracker,
     /// Fired when shutdown starts: new work is refused with 503.
     pub(crate) shutdown: CancellationToken,
     /// Pooled mode: the server's `InitializeResult` from the pool's handshake.
@@ -417,15 +414,7 @@ async fn forward(
         drop(source); // a pooled connection goes back (or is destroyed if broken)
         outcome
     };
-    let response = calls::reply(
-        format,
-        request_id,
-        st.config.sse_keep_alive,
-        &st.tracker,
-        work,
-        done,
-    )
-    .await;
+    let response = calls::reply(format, request_id, st.config.sse_keep_alive, work, done).await;
     Ok(Handled::Deferred(response))
 }
 

@@ -15,7 +15,6 @@ use axum::serve::ListenerExt as _;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::mcp::{McpState, mcp_router};
 use super::ops::{OpsState, ops_router};
@@ -192,7 +191,6 @@ impl Proxy {
             pool: pool.clone(),
             sessions: Sessions::default(),
             metrics: metrics.clone(),
-            tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             initialize_result,
         });
@@ -281,13 +279,6 @@ impl Proxy {
                     }
                 }
             }
-        }
-        state.tracker.close();
-        if tokio::time::timeout(Duration::from_secs(1), state.tracker.wait())
-            .await
-            .is_err()
-        {
-            drained = false;
         }
         state.sessions.end_all();
         state.pool.close();
