@@ -180,12 +180,10 @@ async fn handle_post(
             // A client's answer to a server request: only session mode ever
             // forwards server requests to clients.
             match session.conn() {
-                Some(conn) => conn.respond(message.into_value()).await.map_err(|e| {
-                    ProxyError::UpstreamUnavailable {
-                        reason: e.to_string(),
-                        retry_after: Duration::from_secs(1),
-                    }
-                })?,
+                Some(conn) => conn
+                    .respond(message.into_value())
+                    .await
+                    .map_err(upstream_gone)?,
                 None => tracing::debug!(
                     "pooled mode: a client response with no server request to answer; ignored"
                 ),
@@ -214,18 +212,19 @@ async fn client_notification(
         return Ok(());
     }
     match (st.config.mode, session.conn()) {
-        (Mode::Session, Some(conn)) => {
-            conn.notify(method, params)
-                .await
-                .map_err(|e| ProxyError::UpstreamUnavailable {
-                    reason: e.to_string(),
-                    retry_after: Duration::from_secs(1),
-                })
-        }
+        (Mode::Session, Some(conn)) => conn.notify(method, params).await.map_err(upstream_gone),
         // Pooled: `initialized` was sent by the pool's own handshake; other
         // client notifications (roots/list_changed, ...) concern per-session
         // state that shared processes do not keep.
         _ => Ok(()),
+    }
+}
+
+/// The session's process can no longer take a message (it exited or broke).
+fn upstream_gone(e: impl std::fmt::Display) -> ProxyError {
+    ProxyError::UpstreamUnavailable {
+        reason: e.to_string(),
+        retry_after: Duration::from_secs(1),
     }
 }
 
@@ -242,10 +241,7 @@ fn pool_error(st: &McpState, e: PoolError<UpstreamError>) -> ProxyError {
             retry_after: Duration::from_secs(1),
         },
         PoolError::Closed => ProxyError::ShuttingDown,
-        PoolError::Create(e) | PoolError::Backoff(e) => ProxyError::UpstreamUnavailable {
-            reason: e.to_string(),
-            retry_after: Duration::from_secs(1),
-        },
+        PoolError::Create(e) | PoolError::Backoff(e) => upstream_gone(e),
     }
 }
 
