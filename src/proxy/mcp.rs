@@ -384,7 +384,7 @@ async fn forward(
     let request_id = request.id.clone();
     let done = move |ending: Ending| observe(&metrics, &label, ending.outcome(), start);
     let work = move |events: Option<tokio::sync::mpsc::Sender<Value>>| async move {
-        let guard = match session.begin(&request.id, events.clone()) {
+        let guard = match session.begin(&request.id) {
             Ok(guard) => guard,
             Err(e) => {
                 let error = error_response(

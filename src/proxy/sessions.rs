@@ -6,8 +6,10 @@
 //!   returned to the pool) when the session ends — DELETE, idle timeout,
 //!   process exit or shutdown — because its state is that session's;
 //! - a message the server sends on its own goes to exactly one stream, never
-//!   broadcast: the one request in flight if there is exactly one, else the
-//!   GET stream; a notification that no stream can carry yet waits in a
+//!   broadcast: the one request in flight if there is exactly one (the
+//!   connection's reader delivers those itself, so the response cannot
+//!   overtake them: `upstream/connection/reader.rs`), else — here — the GET
+//!   stream; a notification that no stream can carry yet waits in a
 //!   bounded backlog; a server *request* that no stream carries within
 //!   [`UNDELIVERED_REQUEST_TIMEOUT`] is answered upstream with an error, so
 //!   the server never waits forever (MCP-NOTES §3, "Routing on stdio").
@@ -39,8 +41,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 struct Inflight {
-    /// The request's SSE stream, if it has one.
-    events: Option<mpsc::Sender<Value>>,
     cancel: CancellationToken,
 }
 
@@ -124,11 +124,7 @@ impl Session {
 
     /// Registers a client request in flight. A request id still in flight
     /// cannot be reused (JSON-RPC ids are unique within a session).
-    pub(crate) fn begin(
-        self: &Arc<Self>,
-        id: &Id,
-        events: Option<mpsc::Sender<Value>>,
-    ) -> Result<InflightGuard, ProxyError> {
+    pub(crate) fn begin(self: &Arc<Self>, id: &Id) -> Result<InflightGuard, ProxyError> {
         let cancel = self.ended.child_token();
         let mut inflight = lock(&self.inflight);
         if inflight.contains_key(id) {
@@ -139,7 +135,6 @@ impl Session {
         inflight.insert(
             id.clone(),
             Inflight {
-                events,
                 cancel: cancel.clone(),
             },
         );
@@ -190,15 +185,6 @@ impl Session {
     /// server request that no stream could take and that has waited too long.
     fn route(&self, message: ServerMessage) -> Option<ServerMessage> {
         let value = message.clone().into_value();
-        {
-            let inflight = lock(&self.inflight);
-            let mut streams = inflight.values().filter_map(|i| i.events.as_ref());
-            if let (Some(only), None) = (streams.next(), streams.next())
-                && only.try_send(value.clone()).is_ok()
-            {
-                return None;
-            }
-        }
         if let Some(stream) = lock(&self.get_stream).as_ref()
             && stream.try_send(value).is_ok()
         {
