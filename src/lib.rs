@@ -1,10 +1,13 @@
 //! stdiopool: a pool of warm, reused stdio MCP server processes behind MCP's
 //! Streamable HTTP transport.
 //!
-//! Layering (arrows point down only): `proxy → upstream → pool`,
-//! `upstream → framing → jsonrpc`. See `docs/ARCHITECTURE.md`.
+//! Layering (arrows point down only): `app → proxy → upstream → pool`,
+//! `upstream → framing → jsonrpc`; `config` and `proxy` both use the leaf
+//! `values`, and neither imports the other's internals (`proxy` reads the
+//! validated `Config`). See `docs/ARCHITECTURE.md`.
 
 pub mod accounting;
+pub mod app;
 pub mod config;
 pub mod framing;
 pub mod jsonrpc;
@@ -13,5 +16,6 @@ pub mod pool;
 pub mod proxy;
 pub(crate) mod sync;
 pub mod upstream;
+pub mod values;
 
 pub use pool::{Manager, Pool, PoolConfig, PoolError, Pooled};

@@ -9,12 +9,9 @@ use std::process::ExitCode;
 #[path = "bin/stdiopool-fixture.rs"]
 mod fixture;
 
-/// Set in the environment of `--demo`'s children: run as the fixture server.
-const RUN_FIXTURE_ENV: &str = "STDIOPOOL_RUN_FIXTURE";
-
 use anyhow::Context;
-use stdiopool::config::{Config, ConfigError, LogFormat, Mode, ServerCommand};
-use stdiopool::proxy::Proxy;
+use stdiopool::app::{DemoServer, Proxy, RUN_FIXTURE_ENV};
+use stdiopool::config::{Config, ConfigError, LogFormat, Mode};
 use stdiopool::upstream::process::become_subreaper;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -24,7 +21,7 @@ fn main() -> ExitCode {
         fixture::main();
         return ExitCode::SUCCESS;
     }
-    let mut config = match Config::load() {
+    let config = match Config::load() {
         Ok(config) => config,
         Err(ConfigError::Cli(e)) => e.exit(),
         Err(e) => {
@@ -33,21 +30,6 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    if config.server.command == ServerCommand::Demo {
-        match std::env::current_exe() {
-            Ok(exe) => {
-                config.server.command = ServerCommand::Exec {
-                    program: exe.into_os_string(),
-                    args: vec!["--name".into(), "demo".into()],
-                };
-                config.server.env.push((RUN_FIXTURE_ENV.into(), "1".into()));
-            }
-            Err(e) => {
-                eprintln!("stdiopool: --demo: cannot find this executable: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,7 +74,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("reading the listening address")?;
     let (path, mode, pool_size) = (config.path.clone(), config.mode, config.pool.max_size);
     let server_name = config.server.name.clone();
-    let proxy = Proxy::start(config).await?;
+    // The fixture server is built into this binary (see `mod fixture`).
+    let proxy = Proxy::start_with(config, DemoServer::ThisExecutable).await?;
     let info = proxy.server_info();
     let upstream = info
         .pointer("/serverInfo/name")

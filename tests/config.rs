@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::CommandFactory;
 use stdiopool::config::{Cli, Config, ConfigError, LogFormat, Mode, ServerCommand};
-use stdiopool::proxy::ProtocolVersion;
+use stdiopool::values::ProtocolVersion;
 
 fn load(args: &[&str]) -> Result<Config, ConfigError> {
     let mut all = vec!["stdiopool"];

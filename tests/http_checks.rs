@@ -18,9 +18,11 @@ use futures_util::stream;
 use serde_json::Value;
 use stdiopool::config::Config;
 use stdiopool::metrics::Metrics;
-use stdiopool::proxy::request::{ALLOW_WITH_GET, ALLOW_WITHOUT_GET, with_method_fallback};
-use stdiopool::proxy::session_id::SESSION_ID_HEADER;
-use stdiopool::proxy::sse::{accepted, json_reply, sse_stream, with_session_id};
+use stdiopool::proxy::mcp::sse::{accepted, json_reply, sse_stream, with_session_id};
+use stdiopool::proxy::transport::request::{
+    ALLOW_WITH_GET, ALLOW_WITHOUT_GET, with_method_fallback,
+};
+use stdiopool::proxy::transport::session_id::SESSION_ID_HEADER;
 use stdiopool::proxy::{
     McpDelete, McpGet, McpPost, OpsState, SessionId, TransportChecks, ops_router,
 };
@@ -106,7 +108,7 @@ fn app(extra_args: &[&str], with_get: bool) -> (Router, Hits) {
     args.extend_from_slice(&["--", "srv"]);
     let config = Config::load_from(args).unwrap();
     assert_eq!(config.max_body, MAX_BODY);
-    let checks = TransportChecks::from_config(&config).unwrap();
+    let checks = TransportChecks::from_config(&config);
 
     let hits = Hits::default();
     let methods = if with_get {

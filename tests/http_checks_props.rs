@@ -5,10 +5,11 @@
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use proptest::prelude::*;
 use serde_json::Value;
-use stdiopool::proxy::negotiate::{check_content_type, check_get_accept, check_post_accept};
-use stdiopool::proxy::{
-    IncomingMessage, MessageKind, OriginGuard, ProtocolVersion, ProxyError, SessionId,
+use stdiopool::proxy::transport::negotiate::{
+    check_content_type, check_get_accept, check_post_accept,
 };
+use stdiopool::proxy::transport::protocol_version;
+use stdiopool::proxy::{IncomingMessage, MessageKind, OriginGuard, ProxyError, SessionId};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -105,7 +106,7 @@ proptest! {
         let _ = check_post_accept(&h);
         let _ = check_get_accept(&h);
         let _ = check_content_type(&h);
-        let guard = OriginGuard::new("127.0.0.1:8080".parse().unwrap(), &[], &[]).unwrap();
+        let guard = OriginGuard::new("127.0.0.1:8080".parse().unwrap(), &[], &[]);
         if let Err(e) = guard.check(&h, &Uri::from_static("/mcp")) {
             prop_assert!(matches!(e, ProxyError::ForbiddenHost(_) | ProxyError::ForbiddenOrigin(_)));
         }
@@ -114,7 +115,7 @@ proptest! {
             Ok(None) | Err(ProxyError::SessionNotFound) => {}
             Err(other) => prop_assert!(false, "unexpected {other:?}"),
         }
-        match ProtocolVersion::from_headers(&h) {
+        match protocol_version::from_headers(&h) {
             Ok(v) => prop_assert!(h.get("mcp-protocol-version").is_none() || version.trim() == v.as_str()),
             Err(e) => prop_assert!(matches!(e, ProxyError::UnsupportedProtocolVersion(_))),
         }

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use stdiopool::config::Config;
-use stdiopool::proxy::request::{ALLOW_WITHOUT_GET, with_method_fallback};
+use stdiopool::proxy::transport::request::{ALLOW_WITHOUT_GET, with_method_fallback};
 use stdiopool::proxy::{McpPost, TransportChecks};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,7 +47,7 @@ impl Server {
         ])
         .unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
-        let checks = TransportChecks::from_config(&config).unwrap();
+        let checks = TransportChecks::from_config(&config);
         let app: Router = checks
             .apply(Router::new().route(
                 &config.path,

@@ -17,7 +17,7 @@ use super::values::{
     parse_size,
 };
 use super::{LogFormat, Mode};
-use crate::proxy::protocol_version::ProtocolVersion;
+use crate::values::ProtocolVersion;
 
 fn default_pool_size() -> usize {
     std::thread::available_parallelism()

@@ -31,9 +31,10 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, ValueEnum};
 use serde::Deserialize;
 
-use crate::proxy::auth::{BadToken, BearerToken};
-use crate::proxy::origin::OriginRuleError;
-use crate::proxy::protocol_version::{ProtocolVersion, UnsupportedVersion};
+use crate::values::{
+    AllowedHost, AllowedOrigin, BadToken, BearerToken, OriginRuleError, ProtocolVersion,
+    UnsupportedVersion,
+};
 use file::FileConfig;
 
 /// The ops endpoints; the MCP path may not shadow them.
@@ -136,10 +137,10 @@ pub struct Config {
     pub max_frame: usize,
     /// The server to run and its environment.
     pub server: ServerSpec,
-    /// Extra allowed `Origin`s, normalised (`*`: any).
-    pub allowed_origins: Vec<String>,
-    /// Extra allowed `Host` names, normalised (`*`: any).
-    pub allowed_hosts: Vec<String>,
+    /// Extra allowed `Origin`s, parsed and normalised (`*`: any).
+    pub allowed_origins: Vec<AllowedOrigin>,
+    /// Extra allowed `Host` names, parsed and normalised (`*`: any).
+    pub allowed_hosts: Vec<AllowedHost>,
     /// Bearer token required on the MCP endpoint, when set.
     pub auth_token: Option<BearerToken>,
     /// Log format.

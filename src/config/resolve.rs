@@ -15,9 +15,7 @@ use clap::parser::ValueSource;
 use super::cli::Cli;
 use super::file::FileConfig;
 use super::{Config, ConfigError, PoolSettings, RESERVED_PATHS, ServerCommand, ServerSpec};
-use crate::proxy::auth::BearerToken;
-use crate::proxy::origin::{parse_allowed_host, parse_allowed_origin};
-use crate::proxy::protocol_version::ProtocolVersion;
+use crate::values::{AllowedHost, AllowedOrigin, BearerToken, ProtocolVersion};
 
 /// Whether the value of clap argument `id` came from the command line or the
 /// environment (as opposed to clap's default or nowhere).
@@ -143,11 +141,11 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
 
     let allowed_origins = pick_list(m, "allowed_origin", cli.allowed_origin, file.allowed_origin)
         .iter()
-        .map(|o| parse_allowed_origin(o))
+        .map(|o| AllowedOrigin::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
     let allowed_hosts = pick_list(m, "allowed_host", cli.allowed_host, file.allowed_host)
         .iter()
-        .map(|h| parse_allowed_host(h))
+        .map(|h| AllowedHost::parse(h))
         .collect::<Result<Vec<_>, _>>()?;
 
     let auth_token = match pick_opt!(auth_token_file) {

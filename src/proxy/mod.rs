@@ -1,39 +1,31 @@
-//! The HTTP side of the proxy: the transport checks of MCP Streamable HTTP
-//! (DESIGN §7, MCP-NOTES §2), reply bodies, and the one error type every
-//! refusal goes through.
+//! The HTTP side of the proxy, in two rooms with one job each:
 //!
-//! Invariant: every check here is independent of upstream processes, and a
-//! request refused by any of them never reaches a handler, so it cannot touch
-//! a child. The status / error-code table is in `docs/PROXY.md`.
+//! - [`transport`]: every check a request passes before any MCP handling
+//!   (Host/Origin, bearer token, `Accept`/`Content-Type`, protocol version,
+//!   session id header, body limit, JSON-RPC shape) and the one error type
+//!   every refusal goes through. Nothing there touches an upstream process.
+//! - [`mcp`]: serving MCP once a request has passed them: one module per way
+//!   of serving (pooled, session), the sessions, reply bodies, and the calls
+//!   forwarded to a server process.
+//!
+//! Plus [`ops`], the `/healthz`, `/readyz` and `/metrics` routes.
+//!
+//! Invariant: a request refused by any transport check never reaches an MCP
+//! handler, so it cannot touch a child. The status / error-code table is in
+//! `docs/PROXY.md`; the layout in `docs/ARCHITECTURE.md`.
 
-pub mod auth;
-mod calls;
-pub mod error;
-mod initialize;
 pub mod mcp;
-pub mod message;
-pub mod negotiate;
 pub mod ops;
-pub mod origin;
-pub mod protocol_version;
-pub mod request;
-pub mod server;
-pub mod session_id;
-mod sessions;
-pub mod sse;
+pub mod transport;
 
-pub use auth::BearerToken;
-pub use error::{AuthFailure, ProxyError};
 pub use mcp::{McpState, mcp_router};
-pub use message::{IncomingMessage, MessageKind, RequestId};
-pub use negotiate::ReplyFormat;
 pub use ops::{OpsState, ReadinessProbe, ops_router};
-pub use origin::OriginGuard;
-pub use protocol_version::ProtocolVersion;
-pub use request::{
+pub use transport::error::{AuthFailure, ProxyError};
+pub use transport::message::{IncomingMessage, MessageKind, RequestId};
+pub use transport::negotiate::ReplyFormat;
+pub use transport::origin::OriginGuard;
+pub use transport::request::{
     ALLOW_WITH_GET, ALLOW_WITHOUT_GET, BodyLimit, McpDelete, McpGet, McpPost, TransportChecks,
     with_method_fallback,
 };
-pub use server::{Proxy, ServeError, ShutdownReport};
-pub use session_id::SessionId;
-pub use sse::Outbound;
+pub use transport::session_id::SessionId;

@@ -7,9 +7,10 @@
 //! `Allow`, 503 adds `Retry-After`. The table lives in `docs/PROXY.md`.
 //!
 //! Codes follow the MCP TypeScript SDK where it has a convention (-32700 parse
-//! error, -32000 generic transport error, -32001 "Session not found") and the
-//! JSON-RPC specification elsewhere (-32600 for a message that is JSON but not
-//! JSON-RPC, -32603 internal error).
+//! error, -32000 generic transport error) and the JSON-RPC specification elsewhere
+//! (-32600 for a message that is JSON but not JSON-RPC, -32603 internal
+//! error); "session not found" is the crate's own -32005
+//! (`jsonrpc::code::SESSION_NOT_FOUND`, docs/FRAMING.md).
 
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ pub enum ProxyError {
     #[error("Bad Request: Mcp-Session-Id header is required")]
     SessionRequired,
     /// 400 / -32000: `MCP-Protocol-Version` names a version we do not support.
-    #[error("Bad Request: Unsupported protocol version {0:?} in MCP-Protocol-Version (supported: {list})", list = super::ProtocolVersion::supported_list())]
+    #[error("Bad Request: Unsupported protocol version {0:?} in MCP-Protocol-Version (supported: {list})", list = crate::values::ProtocolVersion::supported_list())]
     UnsupportedProtocolVersion(String),
     /// 400 / -32000: the body could not be read (client went away mid-body).
     #[error("Bad Request: could not read the request body: {0}")]
@@ -63,7 +64,7 @@ pub enum ProxyError {
     /// 403 / -32000: `Host` not in the allowed list (DNS-rebinding protection).
     #[error("Forbidden: Host {0:?} is not allowed")]
     ForbiddenHost(String),
-    /// 404 / -32001: unknown or ended session; the client re-initializes.
+    /// 404 / -32005: unknown or ended session; the client re-initializes.
     #[error("Session not found")]
     SessionNotFound,
     /// 405 / -32000 with `Allow`.

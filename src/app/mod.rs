@@ -1,13 +1,23 @@
-//! Building the proxy from a [`Config`] and running it until shutdown.
+//! The application root: configuration → pool → routes → serve → drain.
+//!
+//! This is the one place that knows every part: it maps the validated
+//! [`Config`] onto the pool and the upstream manager ([`wiring`]), builds the
+//! routes (the MCP endpoint behind the transport checks, plus the ops
+//! endpoints), wires the metrics ([`observe`]), serves, and shuts down.
 //!
 //! Start-up fails loudly: a command that cannot start or exits before its
-//! handshake stops the proxy with that reason (DESIGN §7). Shutdown is
+//! handshake stops the proxy with that reason (docs/PROXY.md). Shutdown is
 //! ordered: stop accepting, end sessions, drain in-flight requests for up to
 //! `shutdown_grace`, close the pool, then wait for every child's stop
 //! sequence, so the process exits leaving no child, grandchild or zombie.
 
+mod observe;
+mod wiring;
+
+pub use wiring::{DemoServer, RUN_FIXTURE_ENV, process_spec};
+
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,17 +26,17 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::mcp::{McpState, mcp_router};
-use super::ops::{OpsState, ops_router};
-use super::origin::OriginRuleError;
-use super::request::TransportChecks;
-use super::sessions::Sessions;
 use crate::accounting::{self, Accounting, AccountingError, FdBudget};
-use crate::config::{Config, Mode, ServerCommand};
-use crate::metrics::{Metrics, PoolSnapshot, ProcessSnapshot, Snapshot};
-use crate::pool::{Manager, Pool, PoolConfig};
-use crate::upstream::manager::{UpstreamConfig, UpstreamError, UpstreamManager};
-use crate::upstream::process::{ProcessSpec, StopTimeouts, wait_for_stops};
+use crate::config::{Config, Mode};
+use crate::metrics::Metrics;
+use crate::pool::{Manager, Pool};
+use crate::proxy::mcp::{McpState, Sessions, count_refusals, mcp_router};
+use crate::proxy::ops::{OpsState, ops_router};
+use crate::proxy::transport::request::TransportChecks;
+use crate::upstream::manager::{UpstreamError, UpstreamManager};
+use crate::upstream::process::wait_for_stops;
+use observe::{metrics_source, readiness};
+use wiring::{pool_config, upstream_config};
 
 /// Why the proxy could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +49,12 @@ pub enum ServeError {
         "--demo: the bundled fixture server was not found at {0} (build it with `cargo build --bins`)"
     )]
     FixtureMissing(String),
+    /// `--demo` needs the path of this executable, and the OS would not say.
+    #[error("--demo: cannot find this executable: {0}")]
+    CurrentExe(std::io::Error),
     /// The pool would need more file descriptors than `RLIMIT_NOFILE` allows.
     #[error(transparent)]
     FdBudget(#[from] AccountingError),
-    /// An `--allowed-origin` / `--allowed-host` rule is invalid.
-    #[error(transparent)]
-    Origin(#[from] OriginRuleError),
     /// Serving HTTP failed.
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
@@ -69,78 +79,20 @@ pub struct ShutdownReport {
     pub stops_left: usize,
 }
 
-/// The process spec for the configured server command.
-pub fn process_spec(config: &Config) -> Result<ProcessSpec, ServeError> {
-    let server = &config.server;
-    let (program, args) = match &server.command {
-        ServerCommand::Exec { program, args } => (program.clone(), args.clone()),
-        ServerCommand::Demo => {
-            let fixture = std::env::current_exe()
-                .map(|exe| exe.with_file_name("stdiopool-fixture"))
-                .map_err(ServeError::Http)?;
-            if !fixture.is_file() {
-                return Err(ServeError::FixtureMissing(fixture.display().to_string()));
-            }
-            (
-                fixture.into_os_string(),
-                vec!["--name".into(), "demo".into()],
-            )
-        }
-    };
-    Ok(ProcessSpec {
-        program,
-        args,
-        env_set: server.env.clone(),
-        env_unset: server.unset_env.clone(),
-        cwd: server.cwd.clone(),
-        name: server.name.clone(),
-        stop: StopTimeouts {
-            stdin_grace: server.stop_timeout,
-            term_grace: server.stop_timeout,
-        },
-    })
-}
-
-fn upstream_config(
-    config: &Config,
-    spec: ProcessSpec,
-    accounting: &Arc<Accounting>,
-    handshake: bool,
-) -> UpstreamConfig {
-    let mut upstream = UpstreamConfig::new(spec, accounting.clone());
-    upstream.protocol_version = config.protocol_version.as_str().to_owned();
-    upstream.handshake = handshake;
-    upstream.handshake_timeout = config.pool.create_timeout;
-    upstream.max_frame = config.max_frame;
-    upstream
-}
-
-fn pool_config(config: &Config, ping_timeout: Duration) -> PoolConfig {
-    let p = &config.pool;
-    let mut pool = PoolConfig::new(p.max_size);
-    pool.min_idle = p.min_idle;
-    pool.wait_timeout = Some(p.wait_timeout);
-    // The pool's own deadline is a backstop; the handshake has its own.
-    pool.create_timeout = Some(p.create_timeout + Duration::from_secs(5));
-    pool.recycle_timeout = Some(ping_timeout + Duration::from_secs(1));
-    pool.max_lifetime = p.max_lifetime;
-    pool.idle_timeout = p.idle_timeout;
-    // A session's process serves that session only and is destroyed with it.
-    pool.max_uses = match config.mode {
-        Mode::Pooled => p.max_uses,
-        Mode::Session => None,
-    };
-    pool
-}
-
 impl Proxy {
     /// Builds the pool (starting its first process, which must come up), the
-    /// routes and the metrics. Needs a tokio runtime.
+    /// routes and the metrics; `--demo` runs the fixture server found next to
+    /// this executable. Needs a tokio runtime.
     pub async fn start(config: Config) -> Result<Proxy, ServeError> {
+        Self::start_with(config, DemoServer::NextToExecutable).await
+    }
+
+    /// As [`Proxy::start`], saying where `--demo`'s fixture server comes from.
+    pub async fn start_with(config: Config, demo: DemoServer) -> Result<Proxy, ServeError> {
         let config = Arc::new(config);
         let accounting = Arc::new(Accounting::new());
         accounting::check_pool_size(config.pool.max_size, FdBudget::default())?;
-        let spec = process_spec(&config)?;
+        let spec = process_spec(&config, demo)?;
         let handshake = config.mode == Mode::Pooled;
         let upstream = upstream_config(&config, spec, &accounting, handshake);
         let ping_timeout = upstream.ping_timeout;
@@ -200,7 +152,7 @@ impl Proxy {
         )));
         spawn_session_reaper(&state, config.session_idle_timeout);
 
-        let checks = TransportChecks::from_config(&config)?;
+        let checks = TransportChecks::from_config(&config);
         let readiness_state = Arc::downgrade(&state);
         let ops = ops_router(OpsState {
             metrics,
@@ -210,7 +162,7 @@ impl Proxy {
             .apply(mcp_router(&config.path, state.clone()))
             .layer(axum::middleware::from_fn_with_state(
                 state.metrics.clone(),
-                super::mcp::count_refusals,
+                count_refusals,
             ))
             .merge(ops);
         Ok(Proxy {
@@ -254,18 +206,11 @@ impl Proxy {
         // TCP_NODELAY: an SSE reply is written as several small pieces (head,
         // events, end); with Nagle's algorithm each waits for the client's
         // delayed ACK (~40 ms on Linux), which made every SSE reply take 40 ms+.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
-            }
+        let server = serve_http(listener, app, async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            trigger.begin_shutdown();
         });
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: draining in-flight requests");
-                trigger.begin_shutdown();
-            })
-            .into_future();
         let mut server = Box::pin(server);
         let mut drained = true;
         tokio::select! {
@@ -307,68 +252,25 @@ impl Proxy {
     }
 }
 
-fn readiness(state: &Weak<McpState>) -> Result<(), String> {
-    let Some(state) = state.upgrade() else {
-        return Err("shutting down".into());
-    };
-    if state.shutdown.is_cancelled() {
-        return Err("shutting down".into());
-    }
-    let status = state.pool.status();
-    if status.closed {
-        return Err("the pool is closed".into());
-    }
-    if status.create_failing && status.size == 0 {
-        return Err("no server process is running and the last attempt to start one failed".into());
-    }
-    Ok(())
-}
-
-fn metrics_source(
-    state: Weak<McpState>,
-    accounting: Arc<Accounting>,
-) -> impl Fn() -> Snapshot + Send + Sync + 'static {
-    move || {
-        let mut snapshot = Snapshot::default();
-        if let Some(state) = state.upgrade() {
-            let status = state.pool.status();
-            let counters = state.pool.counters();
-            snapshot.pool = PoolSnapshot {
-                size: status.size as u64,
-                idle: status.idle as u64,
-                in_use: status.in_use as u64,
-                waiting: status.waiting as u64,
-                max: status.max as u64,
-                created: counters.created,
-                destroyed: counters.destroyed,
-                recycled: counters.recycled,
-                broken: counters.broken,
-                retired: counters.retired,
-                create_failures: counters.create_failures,
-                wait_timeouts: counters.timeouts,
-            };
-            snapshot.sessions = state.session_count() as u64;
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting
+/// and lets the open requests finish. The one place that runs the HTTP server
+/// (so the listener that adds connection limits can replace it alone).
+fn serve_http(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = std::io::Result<()>> + Send {
+    // TCP_NODELAY: an SSE reply is written as several small pieces (head,
+    // events, end); with Nagle's algorithm each waits for the client's
+    // delayed ACK (~40 ms on Linux), which made every SSE reply take 40 ms+.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
         }
-        let life = accounting.snapshot();
-        snapshot.processes = ProcessSnapshot {
-            spawned: life.spawned,
-            exited: vec![
-                ("clean".into(), life.exited_clean),
-                ("nonzero".into(), life.exited_nonzero),
-                ("signal".into(), life.exited_signal),
-                ("terminated_by_stop".into(), life.terminated_by_stop),
-                ("killed_by_stop".into(), life.killed_by_stop),
-                ("unknown".into(), life.exited_unknown),
-                ("spawn_failed".into(), life.spawn_failures),
-            ],
-            restarts: life.restarts,
-            live: life.live,
-        };
-        snapshot.open_fds = accounting::open_fd_count().ok().map(|n| n as u64);
-        snapshot.fd_limit = accounting::nofile_limit().ok().map(|l| l.soft);
-        snapshot.zombies = accounting::zombie_children().map_or(0, |z| z.len() as u64);
-        snapshot
-    }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .into_future()
 }
 
 fn spawn_session_reaper(state: &Arc<McpState>, idle_timeout: Duration) {

@@ -22,10 +22,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::error::ProxyError;
-use super::session_id::SessionId;
 use crate::jsonrpc::{ErrorObject, Id, error_response};
 use crate::pool::Pooled;
+use crate::proxy::transport::error::ProxyError;
+use crate::proxy::transport::session_id::SessionId;
 use crate::upstream::connection::{Connection, ServerMessage};
 use crate::upstream::manager::UpstreamManager;
 

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::protocol_version::ProtocolVersion;
+use crate::values::ProtocolVersion;
 
 /// The `InitializeResult` for a client that asked for `requested`.
 ///

@@ -17,72 +17,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ProxyError;
+use crate::values::origin_rules::{AllowedHost, AllowedOrigin, host_without_port};
 
 const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
-
-/// An `--allowed-origin` / `--allowed-host` entry that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OriginRuleError {
-    /// Not `scheme://host[:port]` or `*`.
-    #[error("allowed origin {0:?} is not of the form scheme://host[:port] (or *)")]
-    BadOrigin(String),
-    /// Empty, or holds a character a host name cannot hold.
-    #[error("allowed host {0:?} is not a host name (or *)")]
-    BadHost(String),
-}
-
-/// Normalises an `--allowed-origin` entry: lower case, no trailing `/`.
-/// `*` allows every origin.
-pub fn parse_allowed_origin(entry: &str) -> Result<String, OriginRuleError> {
-    let trimmed = entry.trim().trim_end_matches('/');
-    if trimmed == "*" {
-        return Ok("*".to_owned());
-    }
-    let lower = trimmed.to_ascii_lowercase();
-    let bad = || OriginRuleError::BadOrigin(entry.to_owned());
-    let (scheme, authority) = lower.split_once("://").ok_or_else(bad)?;
-    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    let authority_ok = !authority.is_empty()
-        && !authority.contains(['/', '?', '#', '@', ' '])
-        && authority.chars().all(|c| c.is_ascii_graphic());
-    if scheme_ok && authority_ok {
-        Ok(lower)
-    } else {
-        Err(bad())
-    }
-}
-
-/// Normalises an `--allowed-host` entry: lower case, port dropped. `*` allows
-/// every host.
-pub fn parse_allowed_host(entry: &str) -> Result<String, OriginRuleError> {
-    let trimmed = entry.trim();
-    if trimmed == "*" {
-        return Ok("*".to_owned());
-    }
-    let host = host_without_port(trimmed).to_ascii_lowercase();
-    if host.is_empty() || !host.chars().all(|c| c.is_ascii_graphic()) || host.contains(['/', '@']) {
-        return Err(OriginRuleError::BadHost(entry.to_owned()));
-    }
-    Ok(host)
-}
-
-/// The host part of `host[:port]` / `[v6]:port`.
-fn host_without_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        match authority.find(']') {
-            Some(end) => &authority[..=end],
-            None => authority,
-        }
-    } else if authority.matches(':').count() > 1 {
-        // A bare IPv6 address without brackets has no port.
-        authority
-    } else {
-        authority.split(':').next().unwrap_or(authority)
-    }
-}
 
 fn is_loopback_host(host: &str) -> bool {
     LOOPBACK_HOSTS.iter().any(|h| h.eq_ignore_ascii_case(host))
@@ -98,35 +35,39 @@ pub struct OriginGuard {
 }
 
 impl OriginGuard {
-    /// Builds the policy. With a loopback `listen` address (or any
-    /// `allowed_hosts`), only loopback host names and `allowed_hosts` pass the
-    /// `Host` check. Loopback origins (http/https, any port) and
-    /// `allowed_origins` pass the `Origin` check.
+    /// Builds the policy from entries the configuration has already parsed.
+    /// With a loopback `listen` address (or any `allowed_hosts`), only
+    /// loopback host names and `allowed_hosts` pass the `Host` check.
+    /// Loopback origins (http/https, any port) and `allowed_origins` pass the
+    /// `Origin` check.
     pub fn new(
         listen: SocketAddr,
-        allowed_hosts: &[String],
-        allowed_origins: &[String],
-    ) -> Result<OriginGuard, OriginRuleError> {
-        let hosts = allowed_hosts
-            .iter()
-            .map(|h| parse_allowed_host(h))
-            .collect::<Result<Vec<_>, _>>()?;
-        let origins = allowed_origins
-            .iter()
-            .map(|o| parse_allowed_origin(o))
-            .collect::<Result<Vec<_>, _>>()?;
-        let hosts =
-            if hosts.iter().any(|h| h == "*") || (hosts.is_empty() && !listen.ip().is_loopback()) {
-                None
-            } else {
-                Some(hosts)
-            };
-        let origins = if origins.iter().any(|o| o == "*") {
+        allowed_hosts: &[AllowedHost],
+        allowed_origins: &[AllowedOrigin],
+    ) -> OriginGuard {
+        let hosts = if allowed_hosts.iter().any(AllowedHost::is_any)
+            || (allowed_hosts.is_empty() && !listen.ip().is_loopback())
+        {
             None
         } else {
-            Some(origins)
+            Some(
+                allowed_hosts
+                    .iter()
+                    .map(|h| h.as_str().to_owned())
+                    .collect(),
+            )
         };
-        Ok(OriginGuard { hosts, origins })
+        let origins = if allowed_origins.iter().any(AllowedOrigin::is_any) {
+            None
+        } else {
+            Some(
+                allowed_origins
+                    .iter()
+                    .map(|o| o.as_str().to_owned())
+                    .collect(),
+            )
+        };
+        OriginGuard { hosts, origins }
     }
 
     /// Whether `Host` and `Origin` pass.
@@ -234,8 +175,12 @@ mod tests {
         h
     }
 
+    fn any_origin() -> AllowedOrigin {
+        AllowedOrigin::parse("*").unwrap()
+    }
+
     fn loopback_guard() -> OriginGuard {
-        OriginGuard::new("127.0.0.1:8080".parse().unwrap(), &[], &[]).unwrap()
+        OriginGuard::new("127.0.0.1:8080".parse().unwrap(), &[], &[])
     }
 
     #[test]
@@ -291,10 +236,9 @@ mod tests {
     fn configured_origins_and_hosts_are_added_to_loopback() {
         let g = OriginGuard::new(
             "0.0.0.0:8080".parse().unwrap(),
-            &["mcp.example.com:443".into()],
-            &["https://App.Example.com/".into()],
-        )
-        .unwrap();
+            &[AllowedHost::parse("mcp.example.com:443").unwrap()],
+            &[AllowedOrigin::parse("https://App.Example.com/").unwrap()],
+        );
         let uri = Uri::from_static("/mcp");
         assert!(
             g.check(
@@ -322,7 +266,7 @@ mod tests {
 
     #[test]
     fn non_loopback_listener_without_host_list_accepts_any_host() {
-        let g = OriginGuard::new("0.0.0.0:8080".parse().unwrap(), &[], &[]).unwrap();
+        let g = OriginGuard::new("0.0.0.0:8080".parse().unwrap(), &[], &[]);
         let uri = Uri::from_static("/mcp");
         assert!(
             g.check(&headers(Some("anything.example"), None), &uri)
@@ -339,7 +283,7 @@ mod tests {
 
     #[test]
     fn star_allows_every_origin() {
-        let g = OriginGuard::new("127.0.0.1:1".parse().unwrap(), &[], &["*".into()]).unwrap();
+        let g = OriginGuard::new("127.0.0.1:1".parse().unwrap(), &[], &[any_origin()]);
         let uri = Uri::from_static("/mcp");
         assert!(
             g.check(&headers(Some("localhost"), Some("https://x.example")), &uri)
@@ -352,29 +296,13 @@ mod tests {
         let g = OriginGuard::new(
             "127.0.0.1:1".parse().unwrap(),
             &[],
-            &["https://app.example".into()],
-        )
-        .unwrap();
+            &[AllowedOrigin::parse("https://app.example").unwrap()],
+        );
         assert!(g.has_listed_origins());
         assert!(g.cors_allows(&HeaderValue::from_static("https://APP.example")));
         assert!(!g.cors_allows(&HeaderValue::from_static("http://localhost:3000")));
         assert!(!loopback_guard().has_listed_origins());
-        let any = OriginGuard::new("127.0.0.1:1".parse().unwrap(), &[], &["*".into()]).unwrap();
+        let any = OriginGuard::new("127.0.0.1:1".parse().unwrap(), &[], &[any_origin()]);
         assert!(any.cors_allows(&HeaderValue::from_static("https://x.example")));
-    }
-
-    #[test]
-    fn malformed_rules_are_refused() {
-        for bad in [
-            "example.com",
-            "https://",
-            "https://a.example/path",
-            "1http://x",
-        ] {
-            assert!(parse_allowed_origin(bad).is_err(), "{bad}");
-        }
-        assert!(parse_allowed_host("").is_err());
-        assert!(parse_allowed_host("a/b").is_err());
-        assert_eq!(parse_allowed_host("Example.COM:80").unwrap(), "example.com");
     }
 }

@@ -1,20 +1,14 @@
-//! Optional bearer-token authentication for the MCP endpoint.
+//! The bearer token the MCP endpoint may require, as a validated secret.
 //!
-//! Invariant: a request without the right `Authorization: Bearer <token>`
-//! gets 401 with `WWW-Authenticate: Bearer` before any handler runs, so
-//! nothing reaches a child. The comparison takes time that depends only on the
-//! length of the configured token, never on how much of a guess was right.
+//! Invariant: a [`BearerToken`] is non-empty visible ASCII (so it can be sent
+//! in an `Authorization` header), `Debug` never shows it, and comparing a
+//! guess against it takes time that depends only on the token's length,
+//! never on how much of the guess was right. Reading the header is the
+//! transport's job (`proxy::transport::auth`).
 
 use std::fmt;
-use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use subtle::{Choice, ConstantTimeEq};
-
-use super::error::{AuthFailure, ProxyError};
 
 /// The configured secret. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,30 +49,6 @@ impl BearerToken {
         let equal: Choice = self.0.ct_eq(other) & Choice::from(u8::from(same_len));
         equal.into()
     }
-
-    /// Checks the `Authorization` header.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), ProxyError> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(ProxyError::Unauthorized(AuthFailure::Missing));
-        };
-        let raw = value.as_bytes();
-        let Some((scheme, rest)) = split_scheme(raw) else {
-            return Err(ProxyError::Unauthorized(AuthFailure::Invalid));
-        };
-        if !scheme.eq_ignore_ascii_case(b"bearer") {
-            return Err(ProxyError::Unauthorized(AuthFailure::Invalid));
-        }
-        if self.matches(rest.trim_ascii()) {
-            Ok(())
-        } else {
-            Err(ProxyError::Unauthorized(AuthFailure::Invalid))
-        }
-    }
-}
-
-fn split_scheme(raw: &[u8]) -> Option<(&[u8], &[u8])> {
-    let space = raw.iter().position(|&b| b == b' ')?;
-    Some((&raw[..space], &raw[space + 1..]))
 }
 
 impl fmt::Debug for BearerToken {
@@ -87,29 +57,10 @@ impl fmt::Debug for BearerToken {
     }
 }
 
-/// Middleware: 401 unless the request carries the configured bearer token.
-pub async fn require_bearer(
-    State(token): State<Arc<BearerToken>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match token.check(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use axum::http::HeaderValue;
-
-    fn with_auth(v: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
-        h
-    }
 
     #[test]
     fn token_file_contents_are_trimmed() {
@@ -129,26 +80,6 @@ mod tests {
         assert!(t.matches(b"abcdef"));
         for wrong in [&b""[..], b"abcde", b"abcdefg", b"abcdeF", b"xbcdef"] {
             assert!(!t.matches(wrong), "{wrong:?}");
-        }
-    }
-
-    #[test]
-    fn authorization_header_forms() {
-        let t = BearerToken::from_file_contents("tok").unwrap();
-        assert!(t.check(&with_auth("Bearer tok")).is_ok());
-        assert!(t.check(&with_auth("bearer tok")).is_ok());
-        assert!(matches!(
-            t.check(&HeaderMap::new()),
-            Err(ProxyError::Unauthorized(AuthFailure::Missing))
-        ));
-        for bad in ["Bearer nope", "Basic tok", "Bearertok", "tok"] {
-            assert!(
-                matches!(
-                    t.check(&with_auth(bad)),
-                    Err(ProxyError::Unauthorized(AuthFailure::Invalid))
-                ),
-                "{bad}"
-            );
         }
     }
 

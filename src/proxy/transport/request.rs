@@ -29,13 +29,14 @@ use axum::routing::MethodRouter;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::auth::{BearerToken, require_bearer};
+use super::auth::require_bearer;
 use super::error::ProxyError;
 use super::message::IncomingMessage;
 use super::negotiate::{check_content_type, check_get_accept, check_post_accept};
-use super::origin::{OriginGuard, OriginRuleError, guard_origin};
-use super::protocol_version::{PROTOCOL_VERSION_HEADER, ProtocolVersion};
+use super::origin::{OriginGuard, guard_origin};
+use super::protocol_version::{self, PROTOCOL_VERSION_HEADER};
 use super::session_id::{SESSION_ID_HEADER, SessionId};
+use crate::values::{BearerToken, ProtocolVersion};
 
 /// `Allow` for a mode that serves the GET stream.
 pub const ALLOW_WITH_GET: &str = "GET, POST, DELETE";
@@ -83,7 +84,7 @@ impl McpPost {
             });
         }
         let session = require_session(headers)?;
-        let protocol_version = ProtocolVersion::from_headers(headers)?;
+        let protocol_version = protocol_version::from_headers(headers)?;
         Ok(McpPost {
             message,
             session: Some(session),
@@ -122,7 +123,7 @@ impl McpGet {
     pub fn check(headers: &HeaderMap) -> Result<McpGet, ProxyError> {
         check_get_accept(headers)?;
         let session = require_session(headers)?;
-        let protocol_version = ProtocolVersion::from_headers(headers)?;
+        let protocol_version = protocol_version::from_headers(headers)?;
         let last_event_id = headers
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
@@ -156,7 +157,7 @@ impl McpDelete {
     /// Runs the DELETE checks.
     pub fn check(headers: &HeaderMap) -> Result<McpDelete, ProxyError> {
         let session = require_session(headers)?;
-        let protocol_version = ProtocolVersion::from_headers(headers)?;
+        let protocol_version = protocol_version::from_headers(headers)?;
         Ok(McpDelete {
             session,
             protocol_version,
@@ -220,16 +221,16 @@ pub struct TransportChecks {
 
 impl TransportChecks {
     /// From the validated configuration.
-    pub fn from_config(config: &crate::config::Config) -> Result<TransportChecks, OriginRuleError> {
-        Ok(TransportChecks {
+    pub fn from_config(config: &crate::config::Config) -> TransportChecks {
+        TransportChecks {
             origin: Arc::new(OriginGuard::new(
                 config.listen,
                 &config.allowed_hosts,
                 &config.allowed_origins,
-            )?),
+            )),
             auth: config.auth_token.clone().map(Arc::new),
             max_body: config.max_body,
-        })
+        }
     }
 
     /// Puts the checks in front of the routes of `router` (use it on the

@@ -19,10 +19,10 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::negotiate::ReplyFormat;
 use super::sse::{Outbound, json_reply, sse_reply};
 use crate::jsonrpc::{ErrorObject, Id, error_response};
 use crate::metrics::Outcome;
+use crate::proxy::transport::negotiate::ReplyFormat;
 use crate::upstream::connection::{CallError, Connection, OutgoingRequest};
 
 /// Related messages buffered per request; past that the connection drops

@@ -23,9 +23,9 @@ use futures_util::{Stream, StreamExt};
 use pin_project_lite::pin_project;
 use serde_json::value::RawValue;
 
-use super::error::codes;
-use super::message::RequestId;
-use super::session_id::{SESSION_ID_HEADER, SessionId};
+use crate::proxy::transport::error::codes;
+use crate::proxy::transport::message::RequestId;
+use crate::proxy::transport::session_id::{SESSION_ID_HEADER, SessionId};
 
 /// One message on its way to the client on a POST's reply.
 #[derive(Debug)]
@@ -169,7 +169,7 @@ pub fn json_reply(message: Box<RawValue>) -> Response {
 
 /// The JSON reply built from a reply source: waits for the final response;
 /// related messages have no place in a JSON reply and are dropped (choose
-/// [`super::ReplyFormat::Sse`] when they matter). A source that ends without
+/// [`crate::proxy::ReplyFormat::Sse`] when they matter). A source that ends without
 /// a response yields the same error as [`sse_reply`].
 pub async fn json_reply_from<S>(request_id: RequestId, source: S) -> Response
 where

@@ -15,17 +15,23 @@ use axum::routing::post;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::calls::{self, Ending, raw};
-use super::error::ProxyError;
-use super::initialize::{pooled_initialize_result, refused_in_pooled_mode};
-use super::message::MessageKind;
-use super::negotiate::ReplyFormat;
-use super::request::{
+mod calls;
+mod initialize;
+mod sessions;
+pub mod sse;
+
+use self::calls::{Ending, raw};
+use self::initialize::{pooled_initialize_result, refused_in_pooled_mode};
+pub(crate) use self::sessions::Sessions;
+use self::sessions::{Session, spawn_router};
+use self::sse::{accepted, json_reply, sse_stream, with_session_id};
+use super::transport::error::ProxyError;
+use super::transport::message::MessageKind;
+use super::transport::negotiate::ReplyFormat;
+use super::transport::request::{
     ALLOW_WITH_GET, ALLOW_WITHOUT_GET, McpDelete, McpGet, McpPost, with_method_fallback,
 };
-use super::session_id::SessionId;
-use super::sessions::{Session, Sessions, spawn_router};
-use super::sse::{accepted, json_reply, sse_stream, with_session_id};
+use super::transport::session_id::SessionId;
 use crate::config::{Config, Mode};
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response, response};
 use crate::metrics::{
