@@ -30,7 +30,8 @@ use crate::accounting::{self, Accounting, AccountingError, FdBudget};
 use crate::config::{Config, Mode};
 use crate::metrics::Metrics;
 use crate::pool::{Manager, Pool};
-use crate::proxy::mcp::{McpState, Sessions, count_refusals, mcp_router};
+use crate::proxy::mcp::record::record_requests;
+use crate::proxy::mcp::{McpState, Sessions, mcp_router};
 use crate::proxy::ops::{OpsState, ops_router};
 use crate::proxy::transport::request::TransportChecks;
 use crate::upstream::manager::{UpstreamError, UpstreamManager};
@@ -162,7 +163,7 @@ impl Proxy {
             .apply(mcp_router(&config.path, state.clone()))
             .layer(axum::middleware::from_fn_with_state(
                 state.metrics.clone(),
-                count_refusals,
+                record_requests,
             ))
             .merge(ops);
         Ok(Proxy {

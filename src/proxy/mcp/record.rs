@@ -1,0 +1,162 @@
+//! The one path that counts every request in the metrics: method, outcome
+//! and latency.
+//!
+//! [`record_requests`] is a layer outside the transport checks. It starts a
+//! [`Tally`] for each request and, when the response comes back, records it
+//! from what the handler put on the response ([`Served`]): the method and
+//! outcome of a finished reply, or nothing yet for a forwarded call, whose
+//! reply (JSON or an SSE stream) records through the same tally when the call
+//! ends. A response with no [`Served`] was refused before any handler ran
+//! (transport checks, extractors) and is counted as `method="invalid"`.
+//!
+//! Invariant: every request is recorded exactly once (the tally's flag), and
+//! no handler touches the metrics itself.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::metrics::{METHOD_INVALID, Metrics, Outcome};
+use crate::proxy::transport::error::ProxyError;
+
+/// Records one request, once. Cloned into a forwarded call so its end
+/// (answer, timeout, cancel, the client going away) can record it.
+#[derive(Debug, Clone)]
+pub(crate) struct Tally(Option<Arc<TallyInner>>);
+
+#[derive(Debug)]
+struct TallyInner {
+    metrics: Arc<Metrics>,
+    start: Instant,
+    recorded: AtomicBool,
+}
+
+impl Tally {
+    fn start(metrics: Arc<Metrics>) -> Tally {
+        Tally(Some(Arc::new(TallyInner {
+            metrics,
+            start: Instant::now(),
+            recorded: AtomicBool::new(false),
+        })))
+    }
+
+    /// Records the request unless it was recorded already.
+    pub(crate) fn record(&self, method: &str, outcome: Outcome) {
+        if let Some(inner) = &self.0
+            && !inner.recorded.swap(true, Ordering::AcqRel)
+        {
+            inner
+                .metrics
+                .observe_request(method, outcome, inner.start.elapsed());
+        }
+    }
+}
+
+/// The request's tally; a router without [`record_requests`] gets one that
+/// records nothing (the handlers need not care).
+impl<S: Send + Sync> FromRequestParts<S> for Tally {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Tally>()
+            .cloned()
+            .unwrap_or(Tally(None)))
+    }
+}
+
+/// What a handler's reply tells [`record_requests`].
+#[derive(Debug, Clone)]
+enum Served {
+    /// Finished: record now.
+    Now { method: String, outcome: Outcome },
+    /// A forwarded call records itself when it ends.
+    WhenCallEnds,
+}
+
+/// A handler's successful reply.
+pub(crate) enum Reply {
+    /// Answered; the outcome is known.
+    Done(Response, Outcome),
+    /// A forwarded call whose reply records through the [`Tally`] when the
+    /// call ends (an SSE reply: when its stream ends).
+    Forwarded(Response),
+}
+
+/// The response for a handler's result, marked for [`record_requests`].
+pub(crate) fn respond(method: &str, result: Result<Reply, ProxyError>) -> Response {
+    let (mut response, served) = match result {
+        Ok(Reply::Done(response, outcome)) => (
+            response,
+            Served::Now {
+                method: method.to_owned(),
+                outcome,
+            },
+        ),
+        Ok(Reply::Forwarded(response)) => (response, Served::WhenCallEnds),
+        Err(e) => {
+            let outcome = e.outcome();
+            (
+                e.into_response(),
+                Served::Now {
+                    method: method.to_owned(),
+                    outcome,
+                },
+            )
+        }
+    };
+    response.extensions_mut().insert(served);
+    response
+}
+
+/// Middleware: starts each request's [`Tally`] and records what the handler
+/// reports, or counts a refusal that never reached a handler.
+pub(crate) async fn record_requests(
+    State(metrics): State<Arc<Metrics>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let tally = Tally::start(metrics);
+    request.extensions_mut().insert(tally.clone());
+    let response = next.run(request).await;
+    match response.extensions().get::<Served>() {
+        Some(Served::Now { method, outcome }) => tally.record(method, *outcome),
+        Some(Served::WhenCallEnds) => {}
+        None => {
+            let outcome = if response.status().is_server_error() {
+                Outcome::Unavailable
+            } else {
+                Outcome::Rejected
+            };
+            tally.record(METHOD_INVALID, outcome);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_tally_records_once_whoever_records_first() {
+        let metrics = Arc::new(Metrics::new());
+        let tally = Tally::start(metrics.clone());
+        tally.clone().record("tools/call", Outcome::Ok);
+        tally.record("tools/call", Outcome::Cancelled);
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("stdiopool_requests_total{method=\"tools/call\",outcome=\"ok\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("outcome=\"cancelled\""), "{text}");
+    }
+}

@@ -1,0 +1,135 @@
+//! Session mode: each MCP session owns a process from the warm pool for its
+//! lifetime. The client's own `initialize` is that process's handshake; the
+//! GET stream carries the server's requests and notifications.
+//!
+//! Invariant: a session-mode session always holds its process (it is made
+//! only after that process answered `initialize`, and the process is
+//! destroyed with it, never reused); [`owned_conn`] is the one place that
+//! reads it, so a session without one (which this mode never makes) is
+//! answered as not found.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{MethodRouter, post};
+use futures_util::StreamExt as _;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::calls::{self, Ending, raw};
+use super::record::{Reply, Tally, respond};
+use super::sessions::{Session, spawn_router};
+use super::sse::{accepted, json_reply, sse_stream, with_session_id};
+use super::{Admitted, ConnSource, McpState, Shared, admit, forward, pool_error, upstream_gone};
+use crate::jsonrpc::Id;
+use crate::metrics::{METHOD_GET_STREAM, Outcome};
+use crate::pool::Pooled;
+use crate::proxy::transport::error::ProxyError;
+use crate::proxy::transport::negotiate::ReplyFormat;
+use crate::proxy::transport::request::{ALLOW_WITH_GET, McpGet, McpPost, with_method_fallback};
+use crate::proxy::transport::session_id::SessionId;
+use crate::upstream::connection::{Connection, OutgoingRequest};
+
+/// POST, GET (the server's stream) and DELETE.
+pub(super) fn routes() -> MethodRouter<Arc<McpState>> {
+    with_method_fallback(
+        post(post_mcp).get(get_mcp).delete(super::delete),
+        ALLOW_WITH_GET,
+    )
+}
+
+/// The session's own process.
+pub(super) fn owned_conn(session: &Session) -> Result<&Connection, ProxyError> {
+    session.conn().ok_or(ProxyError::SessionNotFound)
+}
+
+async fn post_mcp(State(st): Shared, tally: Tally, post: McpPost) -> Response {
+    let method = super::post_label(&post);
+    respond(&method, handle(&st, post, tally).await)
+}
+
+async fn handle(st: &McpState, post: McpPost, tally: Tally) -> Result<Reply, ProxyError> {
+    match admit(st, post)? {
+        Admitted::Initialize { id, method, params } => initialize(st, id, method, params).await,
+        Admitted::Request { session, request } => {
+            owned_conn(&session)?;
+            // Any request may bring server messages with it (logging,
+            // sampling, elicitation), so answer on a stream, except a bare ping.
+            let format = ReplyFormat::for_request(request.method != "ping");
+            let owner = ConnSource::Session(session.clone());
+            forward(st, &session, owner, request, format, tally).await
+        }
+        Admitted::Notification {
+            session,
+            method,
+            params,
+            cancelled,
+        } => {
+            if !cancelled {
+                owned_conn(&session)?
+                    .notify(&method, params)
+                    .await
+                    .map_err(upstream_gone)?;
+            }
+            Ok(Reply::Done(accepted(), Outcome::Ok))
+        }
+        Admitted::Response { session, message } => {
+            owned_conn(&session)?
+                .respond(message.into_value())
+                .await
+                .map_err(upstream_gone)?;
+            Ok(Reply::Done(accepted(), Outcome::Ok))
+        }
+    }
+}
+
+async fn initialize(
+    st: &McpState,
+    id: Id,
+    method: String,
+    params: Option<Value>,
+) -> Result<Reply, ProxyError> {
+    let session_id = SessionId::generate()?;
+    // A warm spawned process, not yet initialized: the client's own
+    // initialize is its handshake.
+    let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
+    let messages = conn.take_server_messages();
+    let never = CancellationToken::new();
+    let request = OutgoingRequest { id, method, params };
+    let (answer, ending) =
+        calls::call(&conn, request, None, st.config.pool.create_timeout, &never).await;
+    let reply = json_reply(raw(&answer));
+    if !matches!(ending, Ending::Answered { error: false }) {
+        Pooled::discard(conn);
+        return Ok(Reply::Done(reply, ending.outcome()));
+    }
+    let session = Session::new(session_id, Some(conn));
+    if let Some(messages) = messages {
+        spawn_router(&session, messages);
+    }
+    st.sessions.insert(session);
+    Ok(Reply::Done(
+        with_session_id(reply, &session_id),
+        Outcome::Ok,
+    ))
+}
+
+/// GET: opens the session's stream of server messages.
+async fn get_mcp(State(st): Shared, get: McpGet) -> Response {
+    let result = (|| {
+        if st.shutdown.is_cancelled() {
+            return Err(ProxyError::ShuttingDown);
+        }
+        let session = st
+            .sessions
+            .get(&get.session)
+            .ok_or(ProxyError::SessionNotFound)?;
+        session.open_stream()
+    })()
+    .map(|mut rx| {
+        let source = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|v| raw(&v));
+        Reply::Done(sse_stream(source, st.config.sse_keep_alive), Outcome::Ok)
+    });
+    respond(METHOD_GET_STREAM, result)
+}
