@@ -1,4 +1,4 @@
-//! The transport checks of DESIGN §7 driven through a real axum `Router`
+//! The transport checks (docs/PROXY.md, "Checks, in order") driven through a real axum `Router`
 //! built from the real check layers and extractors. The handlers count every
 //! request that reaches them: a refused request must leave the count at zero,
 //! which is what "nothing reached a child" means at this layer.

@@ -1,6 +1,6 @@
 //! End to end, both modes: a server command that cannot start stops the
 //! binary at start-up with a non-zero exit and a message naming the command
-//! and what it said on stderr (DESIGN §7, last row).
+//! and what it said on stderr (docs/ARCHITECTURE.md, "Start-up and shutdown").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e_support;

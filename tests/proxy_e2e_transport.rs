@@ -1,5 +1,5 @@
-//! End to end, both modes: the transport rows of DESIGN §7 (and the method
-//! rows of docs/PROXY.md). Each refusal must carry the documented status,
+//! End to end, both modes: the transport and method rows of docs/PROXY.md
+//! ("Status and error codes"). Each refusal must carry the documented status,
 //! JSON-RPC code and message, and must not touch a server process: the pool's
 //! creations and checkouts, the spawn count and every request counted with an
 //! outcome other than `rejected` are the same before and after.

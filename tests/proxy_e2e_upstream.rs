@@ -1,4 +1,5 @@
-//! End to end, both modes: the upstream rows of DESIGN §7. A server that
+//! End to end, both modes: the upstream rows of docs/PROXY.md ("Status and
+//! error codes"). A server that
 //! crashes mid-request, writes garbage or an oversize frame, a pool that is
 //! exhausted, and a server that can no longer be restarted each get a clear
 //! answer for the request concerned, and the proxy goes on serving.

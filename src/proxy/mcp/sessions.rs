@@ -12,7 +12,8 @@
 //!   stream; a notification that no stream can carry yet waits in a
 //!   bounded backlog; a server *request* that no stream carries within
 //!   [`UNDELIVERED_REQUEST_TIMEOUT`] is answered upstream with an error, so
-//!   the server never waits forever (MCP-NOTES §3, "Routing on stdio").
+//!   the server never waits forever (docs/UPSTREAM.md, "Routing of what
+//!   the server sends").
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};

@@ -9,7 +9,7 @@
 //!   stream that can no longer answer;
 //! - no event carries an `id`: the proxy does not implement resumability, and
 //!   the TS client reconnects with `Last-Event-ID` after any id it has seen
-//!   (MCP-NOTES §2). Keep-alive comments carry no id either.
+//!   (docs/PROXY.md, "Replies"). Keep-alive comments carry no id either.
 
 use std::convert::Infallible;
 use std::pin::Pin;

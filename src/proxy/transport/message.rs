@@ -4,8 +4,7 @@
 //! Invariant: only a single JSON object that is a well-formed JSON-RPC 2.0
 //! request, notification or response passes. Everything else is refused here
 //! (400, -32700 for non-JSON, -32600 for non-JSON-RPC), because a stdio server
-//! silently drops such input and the HTTP request would otherwise hang
-//! (MCP-NOTES §1). Batches (JSON arrays) are refused: Streamable HTTP carries
+//! silently drops such input and the HTTP request would otherwise hang. Batches (JSON arrays) are refused: Streamable HTTP carries
 //! one message per POST since 2025-06-18, and no supported client batches.
 //! Classification is `crate::jsonrpc`'s, the same the upstream side uses.
 

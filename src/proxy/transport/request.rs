@@ -2,8 +2,8 @@
 //! fallback, and the layer stack that puts the cross-cutting checks in front.
 //!
 //! Invariant: a handler that takes [`McpPost`], [`McpGet`] or [`McpDelete`]
-//! only ever runs for a request that passed every transport check of
-//! DESIGN §7 that does not need session state: Host/Origin (403), bearer
+//! only ever runs for a request that passed every transport check (the
+//! table in docs/PROXY.md) that does not need session state: Host/Origin (403), bearer
 //! token (401), method (405), Accept (406), Content-Type (415), body size
 //! (413), JSON (400/-32700), JSON-RPC shape (400/-32600), session header
 //! present on non-initialize requests (400) and well-formed (404), and
