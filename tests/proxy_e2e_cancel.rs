@@ -5,6 +5,7 @@
 //! cancellation it receives (its `cancellations` tool).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/e2e/mod.rs"]
 mod e2e_support;
 
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! warm process), and what pooled mode refuses without touching a process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/e2e/mod.rs"]
 mod e2e_support;
 
 use e2e_support::{Mcp, ProxyProcess, initialize_body, result_text};

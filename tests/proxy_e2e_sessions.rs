@@ -3,6 +3,7 @@
 //! on the right stream and their answers get back to the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/e2e/mod.rs"]
 mod e2e_support;
 
 use e2e_support::{Mcp, ProxyProcess, result_text, wait_gone};

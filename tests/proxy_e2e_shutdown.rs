@@ -13,6 +13,7 @@
 //! Alone in its binary because it changes how the test process adopts orphans.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/e2e/mod.rs"]
 mod e2e_support;
 
 use std::collections::BTreeSet;

@@ -3,6 +3,7 @@
 //! and what it said on stderr (docs/ARCHITECTURE.md, "Start-up and shutdown").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/e2e/mod.rs"]
 mod e2e_support;
 
 use e2e_support::{MODES, ProxyProcess, fixture_args};

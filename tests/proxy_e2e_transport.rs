@@ -5,6 +5,7 @@
 //! outcome other than `rejected` are the same before and after.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/e2e/mod.rs"]
 mod e2e_support;
 
 use e2e_support::{Mcp, ProxyProcess, Req, TempFile, initialize_body};

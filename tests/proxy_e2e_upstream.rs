@@ -5,6 +5,7 @@
 //! answer for the request concerned, and the proxy goes on serving.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/e2e/mod.rs"]
 mod e2e_support;
 
 use std::time::{Duration, Instant};

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/upstream.rs"]
 mod upstream_support;
 
 use std::collections::HashSet;
