@@ -13,7 +13,7 @@ pub mod framing;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod pool;
-pub mod proxy;
+pub(crate) mod proxy;
 pub(crate) mod sync;
 pub mod upstream;
 pub mod values;

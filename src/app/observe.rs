@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 
 use crate::accounting::{self, Accounting};
 use crate::metrics::{PoolSnapshot, ProcessSnapshot, Snapshot};
-use crate::proxy::McpState;
+use crate::proxy::mcp::McpState;
 
 pub(super) fn readiness(state: &Weak<McpState>) -> Result<(), String> {
     let Some(state) = state.upgrade() else {

@@ -18,14 +18,5 @@ pub mod mcp;
 pub mod ops;
 pub mod transport;
 
-pub use mcp::{McpState, mcp_router};
-pub use ops::{OpsState, ReadinessProbe, ops_router};
-pub use transport::error::{AuthFailure, ProxyError};
-pub use transport::message::{IncomingMessage, MessageKind, RequestId};
-pub use transport::negotiate::ReplyFormat;
-pub use transport::origin::OriginGuard;
-pub use transport::request::{
-    ALLOW_WITH_GET, ALLOW_WITHOUT_GET, BodyLimit, McpDelete, McpGet, McpPost, TransportChecks,
-    with_method_fallback,
-};
-pub use transport::session_id::SessionId;
+#[cfg(test)]
+mod tests;

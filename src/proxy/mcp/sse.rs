@@ -167,26 +167,6 @@ pub fn json_reply(message: Box<RawValue>) -> Response {
         .into_response()
 }
 
-/// The JSON reply built from a reply source: waits for the final response;
-/// related messages have no place in a JSON reply and are dropped (choose
-/// [`crate::proxy::ReplyFormat::Sse`] when they matter). A source that ends without
-/// a response yields the same error as [`sse_reply`].
-pub async fn json_reply_from<S>(request_id: RequestId, source: S) -> Response
-where
-    S: Stream<Item = Outbound>,
-{
-    let mut source = std::pin::pin!(source);
-    while let Some(item) = source.next().await {
-        match item {
-            Outbound::Final(m) => return json_reply(m),
-            Outbound::Related(m) => {
-                tracing::debug!(message = m.get(), "related message dropped on a JSON reply");
-            }
-        }
-    }
-    json_reply(closed_before_response(&request_id))
-}
-
 /// 202 Accepted with no body: the answer to a notification or response.
 pub fn accepted() -> Response {
     StatusCode::ACCEPTED.into_response()
@@ -250,26 +230,6 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(data).unwrap();
         assert_eq!(v["id"], 3);
         assert_eq!(v["error"]["code"], -32000);
-    }
-
-    #[tokio::test]
-    async fn json_reply_from_waits_for_the_final_response() {
-        let source = stream::iter(vec![
-            Outbound::Related(raw(r#"{"jsonrpc":"2.0","method":"x"}"#)),
-            Outbound::Final(raw(r#"{"jsonrpc":"2.0","id":"a","result":{"ok":true}}"#)),
-        ]);
-        let resp = json_reply_from(RequestId::String("a".into()), source).await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
-        assert_eq!(
-            body_text(resp).await,
-            r#"{"jsonrpc":"2.0","id":"a","result":{"ok":true}}"#
-        );
-
-        let resp = json_reply_from(id(9), stream::empty()).await;
-        let v: serde_json::Value = serde_json::from_str(&body_text(resp).await).unwrap();
-        assert_eq!(v["id"], 9);
-        assert!(v["error"].is_object());
     }
 
     #[tokio::test]

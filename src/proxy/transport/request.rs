@@ -62,6 +62,10 @@ pub struct McpPost {
     pub session: Option<SessionId>,
     /// The negotiated version from the header (for `initialize`, the assumed
     /// `2025-03-26`: its real version is in the body).
+    #[allow(
+        dead_code,
+        reason = "checked here; read by the fronts that answer per version (the 2026 front), not by today's handlers"
+    )]
     pub protocol_version: ProtocolVersion,
 }
 
@@ -113,8 +117,16 @@ pub struct McpGet {
     /// The session the stream belongs to.
     pub session: SessionId,
     /// The negotiated version.
+    #[allow(
+        dead_code,
+        reason = "checked here; read by the fronts that answer per version (the 2026 front), not by today's handlers"
+    )]
     pub protocol_version: ProtocolVersion,
     /// `Last-Event-ID`, when the client asks to resume.
+    #[allow(
+        dead_code,
+        reason = "resumability is not provided (docs/PROXY.md); kept so a front that adds it need not re-read the header"
+    )]
     pub last_event_id: Option<String>,
 }
 
@@ -150,6 +162,10 @@ pub struct McpDelete {
     /// The session to end.
     pub session: SessionId,
     /// The negotiated version.
+    #[allow(
+        dead_code,
+        reason = "checked here; read by the fronts that answer per version (the 2026 front), not by today's handlers"
+    )]
     pub protocol_version: ProtocolVersion,
 }
 

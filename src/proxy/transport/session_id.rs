@@ -71,7 +71,7 @@ impl SessionId {
     }
 
     /// The header value to send back.
-    pub fn to_header_value(&self) -> HeaderValue {
+    pub fn to_header_value(self) -> HeaderValue {
         let mut buf = [0u8; BYTES * 2];
         self.write_hex(&mut buf);
         // Hex digits are always a valid header value.

@@ -1,19 +1,21 @@
 //! The transport checks over a real socket (hyper in the loop): raw HTTP/1.1
 //! requests against the real check layers served on 127.0.0.1.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::config::Config;
+use crate::proxy::transport::request::{
+    ALLOW_WITHOUT_GET, McpPost, TransportChecks, with_method_fallback,
+};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use stdiopool::config::Config;
-use stdiopool::proxy::transport::request::{ALLOW_WITHOUT_GET, with_method_fallback};
-use stdiopool::proxy::{McpPost, TransportChecks};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

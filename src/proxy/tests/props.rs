@@ -1,15 +1,17 @@
 //! Properties of the transport checks over arbitrary input: nothing panics,
 //! and every refusal is the documented kind.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::proxy::transport::error::ProxyError;
+use crate::proxy::transport::message::{IncomingMessage, MessageKind};
+use crate::proxy::transport::negotiate::{check_content_type, check_get_accept, check_post_accept};
+use crate::proxy::transport::origin::OriginGuard;
+use crate::proxy::transport::protocol_version;
+use crate::proxy::transport::session_id::SessionId;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use proptest::prelude::*;
 use serde_json::Value;
-use stdiopool::proxy::transport::negotiate::{
-    check_content_type, check_get_accept, check_post_accept,
-};
-use stdiopool::proxy::transport::protocol_version;
-use stdiopool::proxy::{IncomingMessage, MessageKind, OriginGuard, ProxyError, SessionId};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
