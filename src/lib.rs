@@ -11,7 +11,7 @@ pub mod app;
 pub mod config;
 pub mod framing;
 pub mod jsonrpc;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod pool;
 pub(crate) mod proxy;
 pub(crate) mod sync;

@@ -1,14 +1,13 @@
 //! The Prometheus exposition: every family with its type line, state read at
 //! scrape time from the source, bounded labels.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use stdiopool::metrics::{
-    METHOD_GET_STREAM, Metrics, Outcome, PoolSnapshot, ProcessSnapshot, Snapshot,
-};
+use super::{METHOD_GET_STREAM, Metrics, Outcome, PoolSnapshot, ProcessSnapshot, Snapshot};
 
 fn sample() -> Snapshot {
     Snapshot {

@@ -482,6 +482,9 @@ impl Collector for ConstGaugeInfo {
 }
 
 #[cfg(test)]
+mod exposition_tests;
+
+#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
