@@ -34,7 +34,7 @@ use crate::proxy::mcp::record::record_requests;
 use crate::proxy::mcp::{McpState, Sessions, mcp_router};
 use crate::proxy::ops::{OpsState, ops_router};
 use crate::proxy::transport::request::TransportChecks;
-use crate::upstream::manager::{UpstreamError, UpstreamManager};
+use crate::upstream::manager::{UpstreamConfig, UpstreamError, UpstreamManager};
 use crate::upstream::process::wait_for_stops;
 use observe::{metrics_source, readiness};
 use wiring::{pool_config, upstream_config};
@@ -96,44 +96,7 @@ impl Proxy {
         let spec = process_spec(&config, demo)?;
         let handshake = config.mode == Mode::Pooled;
         let upstream = upstream_config(&config, spec, &accounting, handshake);
-        let ping_timeout = upstream.ping_timeout;
-
-        // The start-up probe: one process must come up and complete the
-        // handshake, or the proxy refuses to start. Session mode probes with
-        // its own process (its pool keeps processes un-initialized for the
-        // clients' own initialize).
-        let (pool, initialize_result) = if handshake {
-            let pool = Pool::new(
-                UpstreamManager::new(upstream),
-                pool_config(&config, ping_timeout),
-            );
-            let first = pool.get().await.map_err(|e| match e {
-                crate::pool::PoolError::Create(e) | crate::pool::PoolError::Backoff(e) => {
-                    ServeError::Startup(e)
-                }
-                other => ServeError::Startup(UpstreamError::Broken {
-                    pid: 0,
-                    reason: other.to_string(),
-                }),
-            })?;
-            let result = first.initialize_result().clone();
-            drop(first);
-            (pool, result)
-        } else {
-            let mut probe_config = upstream.clone();
-            probe_config.handshake = true;
-            let probe = UpstreamManager::new(probe_config);
-            let conn = probe.create().await.map_err(ServeError::Startup)?;
-            let result = conn.initialize_result().clone();
-            drop(conn);
-            (
-                Pool::new(
-                    UpstreamManager::new(upstream),
-                    pool_config(&config, ping_timeout),
-                ),
-                result,
-            )
-        };
+        let (pool, initialize_result) = start_pool(&config, upstream, handshake).await?;
         if let Err(e) = pool.spawn_maintenance() {
             tracing::warn!(error = %e, "pool maintenance not started");
         }
@@ -143,7 +106,6 @@ impl Proxy {
             config: config.clone(),
             pool: pool.clone(),
             sessions: Sessions::default(),
-            metrics: metrics.clone(),
             shutdown: CancellationToken::new(),
             initialize_result,
         });
@@ -153,19 +115,7 @@ impl Proxy {
         )));
         spawn_session_reaper(&state, config.session_idle_timeout);
 
-        let checks = TransportChecks::from_config(&config);
-        let readiness_state = Arc::downgrade(&state);
-        let ops = ops_router(OpsState {
-            metrics,
-            readiness: Arc::new(move || readiness(&readiness_state)),
-        });
-        let app = checks
-            .apply(mcp_router(&config.path, state.clone()))
-            .layer(axum::middleware::from_fn_with_state(
-                state.metrics.clone(),
-                record_requests,
-            ))
-            .merge(ops);
+        let app = routes(&config, &state, metrics);
         Ok(Proxy {
             config,
             state,
@@ -251,6 +201,69 @@ impl Proxy {
             stops_left,
         })
     }
+}
+
+/// The pool, after the start-up probe: one process must come up and complete
+/// the handshake, or the proxy refuses to start. Session mode probes with its
+/// own process (its pool keeps processes un-initialized for the clients' own
+/// initialize). Returns the server's `InitializeResult` with the pool.
+async fn start_pool(
+    config: &Config,
+    upstream: UpstreamConfig,
+    handshake: bool,
+) -> Result<(Pool<UpstreamManager>, Value), ServeError> {
+    let ping_timeout = upstream.ping_timeout;
+    Ok(if handshake {
+        let pool = Pool::new(
+            UpstreamManager::new(upstream),
+            pool_config(config, ping_timeout),
+        );
+        let first = pool.get().await.map_err(|e| match e {
+            crate::pool::PoolError::Create(e) | crate::pool::PoolError::Backoff(e) => {
+                ServeError::Startup(e)
+            }
+            other => ServeError::Startup(UpstreamError::Broken {
+                pid: 0,
+                reason: other.to_string(),
+            }),
+        })?;
+        let result = first.initialize_result().clone();
+        drop(first);
+        (pool, result)
+    } else {
+        let mut probe_config = upstream.clone();
+        probe_config.handshake = true;
+        let probe = UpstreamManager::new(probe_config);
+        let conn = probe.create().await.map_err(ServeError::Startup)?;
+        let result = conn.initialize_result().clone();
+        drop(conn);
+        (
+            Pool::new(
+                UpstreamManager::new(upstream),
+                pool_config(config, ping_timeout),
+            ),
+            result,
+        )
+    })
+}
+
+/// The MCP endpoint behind the transport checks, the request-counting layer
+/// outside both (so refusals are counted too), and the ops endpoints, which
+/// need no token.
+fn routes(config: &Config, state: &Arc<McpState>, metrics: Arc<Metrics>) -> Router {
+    let checks = TransportChecks::from_config(config);
+    let readiness_state = Arc::downgrade(state);
+    let ops = ops_router(OpsState {
+        metrics: metrics.clone(),
+        readiness: Arc::new(move || readiness(&readiness_state)),
+    });
+    checks
+        .apply(mcp_router(&config.path, state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            record_requests,
+        ))
+        .merge(ops)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting

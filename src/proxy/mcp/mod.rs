@@ -44,7 +44,7 @@ use super::transport::negotiate::ReplyFormat;
 use super::transport::request::{McpDelete, McpPost};
 use crate::config::{Config, Mode};
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response};
-use crate::metrics::{METHOD_DELETE, METHOD_RESPONSE, Metrics, Outcome};
+use crate::metrics::{METHOD_DELETE, METHOD_RESPONSE, Outcome};
 use crate::pool::{Pool, PoolError, Pooled, TimeoutStage};
 use crate::upstream::connection::{Connection, OutgoingRequest};
 use crate::upstream::manager::{UpstreamError, UpstreamManager};
@@ -55,7 +55,6 @@ pub struct McpState {
     pub(crate) config: Arc<Config>,
     pub(crate) pool: Pool<UpstreamManager>,
     pub(crate) sessions: Sessions,
-    pub(crate) metrics: Arc<Metrics>,
     /// Fired when shutdown starts: new work is refused with 503.
     pub(crate) shutdown: CancellationToken,
     /// Pooled mode: the server's `InitializeResult` from the pool's handshake.
@@ -102,8 +101,7 @@ enum Admitted {
         session: Arc<Session>,
         request: OutgoingRequest,
     },
-    /// A notification in a live session (`notifications/cancelled` already
-    /// acted on, see [`Admitted::Notification::cancelled`]).
+    /// A notification in a live session.
     Notification {
         session: Arc<Session>,
         method: String,
