@@ -100,3 +100,47 @@ pub(super) fn pool_config(config: &Config, ping_timeout: Duration) -> PoolConfig
     };
     pool
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut all = vec!["stdiopool"];
+        all.extend_from_slice(args);
+        Config::load_from(all).unwrap()
+    }
+
+    #[test]
+    fn demo_in_the_binary_runs_this_executable_as_the_fixture() {
+        let c = config(&["--demo", "--env", "A=1"]);
+        let spec = process_spec(&c, DemoServer::ThisExecutable).unwrap();
+        assert_eq!(
+            spec.program,
+            std::env::current_exe().unwrap().into_os_string()
+        );
+        assert_eq!(spec.args, vec!["--name", "demo"]);
+        assert_eq!(spec.name, "demo");
+        // The user's environment first, then the switch that makes the child
+        // the fixture server.
+        assert_eq!(
+            spec.env_set,
+            vec![
+                ("A".into(), "1".into()),
+                (RUN_FIXTURE_ENV.into(), "1".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_command_is_run_as_given_whatever_the_demo_source() {
+        let c = config(&["--", "srv", "--flag"]);
+        for demo in [DemoServer::ThisExecutable, DemoServer::NextToExecutable] {
+            let spec = process_spec(&c, demo).unwrap();
+            assert_eq!(spec.program, "srv");
+            assert_eq!(spec.args, vec!["--flag"]);
+            assert!(spec.env_set.is_empty(), "{demo:?}: {:?}", spec.env_set);
+        }
+    }
+}
