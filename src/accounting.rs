@@ -3,7 +3,10 @@
 //! Holds:
 //! - [`Accounting`]: the table of live child processes (spawned and not yet
 //!   reaped) and lifecycle counters (spawned, exited by cause, restarts), updated
-//!   by `upstream::process` on every spawn and every completed stop;
+//!   by `upstream::process` on every spawn and every completed stop; and the
+//!   count of stop sequences in progress ([`StopInProgress`]), which shutdown
+//!   waits on ([`Accounting::wait_for_stops`]). Both belong to one proxy: two
+//!   proxies (or two tests) in one process never see each other's stops;
 //! - probes of the proxy's own resources: [`open_fd_count`], [`nofile_limit`],
 //!   [`child_processes`], [`zombie_children`], [`process_group_members`];
 //! - the file-descriptor budget: [`max_pool_size_for_fds`] and
@@ -16,11 +19,12 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
+use tokio::sync::Notify;
 
 /// File descriptors each upstream process costs the proxy: the write end of its
 /// stdin pipe, the read ends of its stdout and stderr pipes, and the pidfd tokio
@@ -145,6 +149,8 @@ pub struct Accounting {
     restarts: AtomicU64,
     group_members_reaped: AtomicU64,
     live: Mutex<BTreeMap<u32, LiveChild>>,
+    stops_in_progress: AtomicUsize,
+    stops_idle: Notify,
 }
 
 impl Accounting {
@@ -228,6 +234,61 @@ impl Accounting {
             restarts: get(&self.restarts),
             group_members_reaped: get(&self.group_members_reaped),
             live,
+        }
+    }
+}
+
+impl Accounting {
+    /// Starts counting one stop sequence; it counts until the guard drops.
+    pub fn begin_stop(self: &Arc<Self>) -> StopInProgress {
+        self.stops_in_progress.fetch_add(1, Ordering::SeqCst);
+        StopInProgress {
+            accounting: Arc::clone(self),
+        }
+    }
+
+    /// Number of stop sequences of this proxy's processes running now
+    /// (including stops decided but not yet begun).
+    pub fn stops_in_progress(&self) -> usize {
+        self.stops_in_progress.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no stop sequence is running, or `limit` passes; returns how
+    /// many were still running (0 on success). Shutdown calls this last.
+    pub async fn wait_for_stops(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.stops_idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so the last stop's wake-up
+            // cannot fall between the two.
+            notified.as_mut().enable();
+            if self.stops_in_progress() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.stops_in_progress();
+            }
+        }
+    }
+}
+
+/// One stop sequence in progress, counted by [`Accounting::stops_in_progress`]
+/// from [`Accounting::begin_stop`] until this guard drops.
+#[derive(Debug)]
+pub struct StopInProgress {
+    accounting: Arc<Accounting>,
+}
+
+impl Drop for StopInProgress {
+    fn drop(&mut self) {
+        if self
+            .accounting
+            .stops_in_progress
+            .fetch_sub(1, Ordering::SeqCst)
+            == 1
+        {
+            self.accounting.stops_idle.notify_waiters();
         }
     }
 }
@@ -525,5 +586,25 @@ mod tests {
         assert_eq!(s.restarts, 1);
         assert_eq!(s.live, 0);
         assert!(acc.live_children().is_empty());
+    }
+
+    #[tokio::test]
+    async fn stop_count_is_per_accounting_and_wakes_the_waiter_when_it_reaches_zero() {
+        let acc = Arc::new(Accounting::new());
+        let other = Arc::new(Accounting::new());
+        let first = acc.begin_stop();
+        let second = acc.begin_stop();
+        assert_eq!(acc.stops_in_progress(), 2);
+        // Another proxy's stops are not this one's.
+        assert_eq!(other.wait_for_stops(Duration::ZERO).await, 0);
+        assert_eq!(acc.wait_for_stops(Duration::from_millis(10)).await, 2);
+        let waiter = tokio::spawn({
+            let acc = Arc::clone(&acc);
+            async move { acc.wait_for_stops(Duration::from_secs(30)).await }
+        });
+        drop(first);
+        drop(second);
+        assert_eq!(waiter.await.unwrap(), 0);
+        assert_eq!(acc.stops_in_progress(), 0);
     }
 }

@@ -26,7 +26,7 @@ use crate::config::{Config, Mode, ServerCommand};
 use crate::metrics::{Metrics, PoolSnapshot, ProcessSnapshot, Snapshot};
 use crate::pool::{Manager, Pool, PoolConfig};
 use crate::upstream::manager::{UpstreamConfig, UpstreamError, UpstreamManager};
-use crate::upstream::process::{ProcessSpec, StopTimeouts, wait_for_stops};
+use crate::upstream::process::{ProcessSpec, StopTimeouts};
 
 /// Why the proxy could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -290,9 +290,9 @@ impl Proxy {
         let deadline =
             tokio::time::Instant::now() + config.server.stop_timeout * 2 + Duration::from_secs(3);
         let stops_left = loop {
-            let left =
-                wait_for_stops(deadline.saturating_duration_since(tokio::time::Instant::now()))
-                    .await;
+            let left = accounting
+                .wait_for_stops(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
             let live = accounting.snapshot().live;
             if (left == 0 && live == 0) || tokio::time::Instant::now() >= deadline {
                 break left.max(usize::try_from(live).unwrap_or(usize::MAX));
