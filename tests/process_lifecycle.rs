@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{LIMIT, Rpc, fixture_spec, wait_gone};
 use serde_json::json;
@@ -304,4 +305,30 @@ fn handle_dropped_outside_a_runtime_is_killed_and_reaped() {
     assert!(acc.live_pids().is_empty(), "never reaped");
     assert_eq!(proc_stat(pid), None, "process {pid} left behind");
     assert_eq!(acc.snapshot().killed_by_stop, 1, "{:?}", acc.snapshot());
+}
+
+#[tokio::test]
+async fn a_stop_cut_short_kills_the_group_and_stops_counting() {
+    let acc = accounting();
+    let spec = fixture_spec(&["--ignore-stdin-eof", "--ignore-sigterm"], 10_000, 10_000);
+    let mut child = ChildProcess::spawn(&spec, &acc).unwrap();
+    let pid = child.pid();
+    let mut rpc = Rpc::attach(&mut child);
+    assert_eq!(rpc.call("ping", json!({})).await["result"], json!({}));
+    drop(rpc);
+    // Cancelled inside the 10 s stdin grace: only the ticket's drop can kill it.
+    let cut = tokio::time::timeout(Duration::from_millis(300), child.stop(StopReason::Shutdown));
+    assert!(cut.await.is_err(), "the stop should still be in its grace");
+    assert_eq!(acc.stops_in_progress(), 0);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let dead = loop {
+        // Killed: gone, or a zombie waiting for tokio's orphan reaper.
+        match proc_stat(pid) {
+            None => break true,
+            Some(stat) if stat.is_zombie() => break true,
+            Some(_) if tokio::time::Instant::now() >= deadline => break false,
+            Some(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    assert!(dead, "process {pid} survived a stop cut short");
 }
