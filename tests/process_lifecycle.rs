@@ -23,6 +23,17 @@ fn accounting() -> Arc<Accounting> {
     Arc::new(Accounting::new())
 }
 
+/// Spawns `spec` and waits until it answers a ping (so its signal handlers
+/// are set); returns it and its pid.
+async fn spawn_answering(spec: &ProcessSpec, acc: &Arc<Accounting>) -> (ChildProcess, u32) {
+    let mut child = ChildProcess::spawn(spec, acc).unwrap();
+    let pid = child.pid();
+    let mut rpc = Rpc::attach(&mut child);
+    assert_eq!(rpc.call("ping", json!({})).await["result"], json!({}));
+    drop(rpc);
+    (child, pid)
+}
+
 async fn stop(child: ChildProcess) -> stdiopool::upstream::process::StopOutcome {
     tokio::time::timeout(LIMIT, child.stop(StopReason::Retired))
         .await
@@ -69,12 +80,8 @@ async fn server_ignoring_stdin_eof_is_terminated_by_sigterm() {
 async fn server_ignoring_sigterm_and_eof_is_killed() {
     let acc = accounting();
     let spec = fixture_spec(&["--ignore-stdin-eof", "--ignore-sigterm"], 100, 100);
-    let mut child = ChildProcess::spawn(&spec, &acc).unwrap();
-    let pid = child.pid();
-    let mut rpc = Rpc::attach(&mut child);
     // The answer proves SIGTERM is already ignored (it is set before serving).
-    assert_eq!(rpc.call("ping", json!({})).await["result"], json!({}));
-    drop(rpc);
+    let (child, pid) = spawn_answering(&spec, &acc).await;
     let out = stop(child).await;
     assert_eq!(out.stage, StopStage::Killed);
     assert_eq!(out.cause, ExitCause::Signal(SIGKILL));
@@ -249,11 +256,7 @@ async fn environment_and_working_directory_are_applied() {
 async fn dropped_handle_is_stopped_in_the_background() {
     let acc = accounting();
     let spec = fixture_spec(&["--ignore-stdin-eof", "--ignore-sigterm"], 50, 50);
-    let mut child = ChildProcess::spawn(&spec, &acc).unwrap();
-    let pid = child.pid();
-    let mut rpc = Rpc::attach(&mut child);
-    assert_eq!(rpc.call("ping", json!({})).await["result"], json!({}));
-    drop(rpc);
+    let (child, pid) = spawn_answering(&spec, &acc).await;
     drop(child);
     // The count is this test's own accounting: other tests' stops are not in it.
     assert_eq!(acc.wait_for_stops(LIMIT).await, 0);
@@ -311,11 +314,7 @@ fn handle_dropped_outside_a_runtime_is_killed_and_reaped() {
 async fn a_stop_cut_short_kills_the_group_and_stops_counting() {
     let acc = accounting();
     let spec = fixture_spec(&["--ignore-stdin-eof", "--ignore-sigterm"], 10_000, 10_000);
-    let mut child = ChildProcess::spawn(&spec, &acc).unwrap();
-    let pid = child.pid();
-    let mut rpc = Rpc::attach(&mut child);
-    assert_eq!(rpc.call("ping", json!({})).await["result"], json!({}));
-    drop(rpc);
+    let (child, pid) = spawn_answering(&spec, &acc).await;
     // Cancelled inside the 10 s stdin grace: only the ticket's drop can kill it.
     let cut = tokio::time::timeout(Duration::from_millis(300), child.stop(StopReason::Shutdown));
     assert!(cut.await.is_err(), "the stop should still be in its grace");
@@ -331,4 +330,26 @@ async fn a_stop_cut_short_kills_the_group_and_stops_counting() {
         }
     };
     assert!(dead, "process {pid} survived a stop cut short");
+}
+
+#[tokio::test]
+async fn a_server_writing_megabytes_to_stderr_is_drained_while_the_log_is_over_budget() {
+    let acc = accounting();
+    // 2.8 MB, far more than a pipe holds: a reader that stopped draining when
+    // it stopped logging would leave the writer blocked forever.
+    let spec = ProcessSpec::new("sh")
+        .args([
+            "-c",
+            "yes 'line of noise' | head -n 200000 >&2; echo done >&2",
+        ])
+        .name("megabytes");
+    let mut child = ChildProcess::spawn(&spec, &acc).unwrap();
+    let exited = tokio::time::timeout(LIMIT, child.wait_exit()).await;
+    assert_eq!(exited, Ok(ExitCause::Code(0)), "the writer was blocked");
+    let out = stop(child).await;
+    assert_eq!(out.stderr_tail.last().map(String::as_str), Some("done"));
+    let (server, counts) = acc.stderr_snapshot().pop().unwrap();
+    assert_eq!(server, "megabytes");
+    assert_eq!(counts.forwarded_lines + counts.suppressed_lines, 200_001);
+    assert!(counts.forwarded_lines <= 500 + 100 * (LIMIT.as_secs() + 1));
 }

@@ -98,6 +98,7 @@ pub fn process_spec(config: &Config) -> Result<ProcessSpec, ServeError> {
             stdin_grace: server.stop_timeout,
             term_grace: server.stop_timeout,
         },
+        stderr: server.stderr,
     })
 }
 
@@ -367,6 +368,16 @@ fn metrics_source(
         snapshot.open_fds = accounting::open_fd_count().ok().map(|n| n as u64);
         snapshot.fd_limit = accounting::nofile_limit().ok().map(|l| l.soft);
         snapshot.zombies = accounting::zombie_children().map_or(0, |z| z.len() as u64);
+        snapshot.stderr = accounting
+            .stderr_snapshot()
+            .into_iter()
+            .map(|(server, c)| crate::metrics::StderrSnapshot {
+                server,
+                forwarded_lines: c.forwarded_lines,
+                suppressed_lines: c.suppressed_lines,
+                suppressed_bytes: c.suppressed_bytes,
+            })
+            .collect();
         snapshot
     }
 }

@@ -7,7 +7,8 @@
 //!   subreaper);
 //! - `stop.rs`: the stop sequence as a table of `(action, grace)` steps, and
 //!   the tickets that count stops in the proxy's [`Accounting`];
-//! - `stderr.rs`: stderr read into `tracing` events and a tail ring;
+//! - `stderr/`: stderr drained into `tracing` events under a budget
+//!   (`budget.rs`) and into a tail ring (`tail.rs`);
 //! - `outcome.rs`: how a process ended and how far its stop went.
 //!
 //! Invariant: every process spawned here is stopped and reaped exactly once,
@@ -33,11 +34,11 @@ use tokio::task::JoinHandle;
 pub use group::{SubreaperError, become_subreaper};
 pub use outcome::{ExitCause, StopOutcome, StopReason, StopStage};
 pub use spawn::{ProcessSpec, SpawnError, StopTimeouts};
-pub use stderr::{STDERR_MAX_LINE, STDERR_TAIL_LINES, StderrTailHandle};
+pub use stderr::{STDERR_MAX_LINE, STDERR_TAIL_LINES, StderrBudget, StderrTailHandle};
 pub use stop::PendingStop;
 
 use crate::accounting::Accounting;
-use stderr::StderrTail;
+use stderr::{StderrSink, StderrTail};
 use stop::StopTicket;
 
 /// Who a process is and where its records go: what the stop sequence needs
@@ -80,12 +81,14 @@ impl ChildProcess {
         let (mut child, pid) = spawn::spawn_child(spec, accounting)?;
         let tail = Arc::new(StderrTail::default());
         let stderr_task = child.stderr.take().map(|stderr| {
-            tokio::spawn(stderr::pump_stderr(
-                stderr,
-                Arc::clone(&tail),
-                spec.name.clone(),
+            let sink = StderrSink {
+                tail: Arc::clone(&tail),
+                counters: accounting.stderr_counters(&spec.name),
+                budget: spec.stderr,
+                name: spec.name.clone(),
                 pid,
-            ))
+            };
+            tokio::spawn(stderr::pump_stderr(stderr, sink))
         });
         Ok(ChildProcess {
             id: Identity {

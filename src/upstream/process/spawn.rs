@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use super::stderr::StderrBudget;
 use crate::accounting::Accounting;
 
 /// The two grace periods of the stop sequence.
@@ -53,6 +54,8 @@ pub struct ProcessSpec {
     pub name: String,
     /// Grace periods of the stop sequence.
     pub stop: StopTimeouts,
+    /// How much of its stderr reaches the log.
+    pub stderr: StderrBudget,
 }
 
 impl ProcessSpec {
@@ -72,6 +75,7 @@ impl ProcessSpec {
             cwd: None,
             name,
             stop: StopTimeouts::default(),
+            stderr: StderrBudget::default(),
         }
     }
 
@@ -88,6 +92,12 @@ impl ProcessSpec {
     /// Sets the name used in logs and errors.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Sets the stderr budget.
+    pub fn stderr_budget(mut self, budget: StderrBudget) -> Self {
+        self.stderr = budget;
         self
     }
 
