@@ -107,7 +107,7 @@ pub(super) async fn pump_stderr(stderr: ChildStderr, sink: StderrSink) {
             }
         };
         if buf.is_empty() {
-            pump.finish_line(Instant::now());
+            pump.finish_line(false, Instant::now());
             break;
         }
         let len = buf.len();
@@ -139,7 +139,7 @@ impl Pump {
                 }
                 Some(i) => {
                     self.extend_line(&rest[..i]);
-                    suppressed_any |= !self.finish_line(now);
+                    suppressed_any |= !self.finish_line(true, now);
                     rest = &rest[i + 1..];
                 }
             }
@@ -174,9 +174,9 @@ impl Pump {
         self.line_dropped += bytes.len() - keep;
     }
 
-    /// Ends the line in progress (at its newline, or at EOF); whether it was
-    /// forwarded (true when there was none).
-    fn finish_line(&mut self, now: Instant) -> bool {
+    /// Ends the line in progress (at its newline, or at EOF without one);
+    /// whether it was forwarded (true when there was none).
+    fn finish_line(&mut self, newline: bool, now: Instant) -> bool {
         if !self.line_open {
             return true;
         }
@@ -187,7 +187,7 @@ impl Pump {
         if admitted {
             self.forward(&line, dropped);
         } else {
-            self.note_suppressed(1, (line.len() + dropped + 1) as u64, now);
+            self.note_suppressed(1, (line.len() + dropped + usize::from(newline)) as u64, now);
             self.sink.tail.push(line_text(&line, dropped));
         }
         self.line = line;
