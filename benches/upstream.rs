@@ -25,9 +25,9 @@ fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
-fn pool(max_uses: Option<u64>) -> Pool<UpstreamManager> {
+fn pool(max_uses: Option<u64>, accounting: &Arc<Accounting>) -> Pool<UpstreamManager> {
     let spec = ProcessSpec::new(env!("CARGO_BIN_EXE_stdiopool-fixture")).name("fixture");
-    let manager = UpstreamManager::new(UpstreamConfig::new(spec, Arc::new(Accounting::new())));
+    let manager = UpstreamManager::new(UpstreamConfig::new(spec, Arc::clone(accounting)));
     let mut config = PoolConfig::new(1);
     config.max_uses = max_uses;
     config.create_backoff = Backoff::NONE;
@@ -56,9 +56,10 @@ fn echo_round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("upstream_echo");
     group.measurement_time(Duration::from_secs(5));
     for (name, max_uses) in [("pooled_warm", None), ("spawn_per_request", Some(1))] {
+        let accounting = Arc::new(Accounting::new());
         let pool = {
             let _g = rt.enter();
-            pool(max_uses)
+            pool(max_uses, &accounting)
         };
         let mut n = 0u64;
         group.bench_function(name, |b| {
@@ -69,7 +70,7 @@ fn echo_round_trip(c: &mut Criterion) {
         });
         rt.block_on(async {
             drop(pool);
-            stdiopool::upstream::process::wait_for_stops(Duration::from_secs(20)).await;
+            accounting.wait_for_stops(Duration::from_secs(20)).await;
         });
     }
     group.finish();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{LIMIT, Rpc, fixture_spec};
 use serde_json::json;
 use stdiopool::accounting::{Accounting, child_processes, open_fd_count, zombie_children};
-use stdiopool::upstream::process::{ChildProcess, StopReason, become_subreaper, wait_for_stops};
+use stdiopool::upstream::process::{ChildProcess, StopReason, become_subreaper};
 
 const CYCLES: usize = 200;
 const BATCH: usize = 10;
@@ -71,7 +71,7 @@ async fn two_hundred_spawn_stop_cycles_leave_no_zombie_child_or_fd() {
             res.unwrap();
         }
     }
-    assert_eq!(wait_for_stops(LIMIT).await, 0, "stops still running");
+    assert_eq!(acc.wait_for_stops(LIMIT).await, 0, "stops still running");
 
     let snap = acc.snapshot();
     assert_eq!(snap.spawned, CYCLES as u64 + 1);

@@ -8,13 +8,13 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{LIMIT, Rpc, fixture_spec, wait_gone};
 use serde_json::json;
 use stdiopool::accounting::{Accounting, proc_stat};
 use stdiopool::upstream::process::{
     ChildProcess, ExitCause, ProcessSpec, SpawnError, StopReason, StopStage, become_subreaper,
-    wait_for_stops,
 };
 
 const SIGTERM: i32 = 15;
@@ -22,6 +22,17 @@ const SIGKILL: i32 = 9;
 
 fn accounting() -> Arc<Accounting> {
     Arc::new(Accounting::new())
+}
+
+/// Spawns `spec` and waits until it answers a ping (so its signal handlers
+/// are set); returns it and its pid.
+async fn spawn_answering(spec: &ProcessSpec, acc: &Arc<Accounting>) -> (ChildProcess, u32) {
+    let mut child = ChildProcess::spawn(spec, acc).unwrap();
+    let pid = child.pid();
+    let mut rpc = Rpc::attach(&mut child);
+    assert_eq!(rpc.call("ping", json!({})).await["result"], json!({}));
+    drop(rpc);
+    (child, pid)
 }
 
 async fn stop(child: ChildProcess) -> stdiopool::upstream::process::StopOutcome {
@@ -70,12 +81,8 @@ async fn server_ignoring_stdin_eof_is_terminated_by_sigterm() {
 async fn server_ignoring_sigterm_and_eof_is_killed() {
     let acc = accounting();
     let spec = fixture_spec(&["--ignore-stdin-eof", "--ignore-sigterm"], 100, 100);
-    let mut child = ChildProcess::spawn(&spec, &acc).unwrap();
-    let pid = child.pid();
-    let mut rpc = Rpc::attach(&mut child);
     // The answer proves SIGTERM is already ignored (it is set before serving).
-    assert_eq!(rpc.call("ping", json!({})).await["result"], json!({}));
-    drop(rpc);
+    let (child, pid) = spawn_answering(&spec, &acc).await;
     let out = stop(child).await;
     assert_eq!(out.stage, StopStage::Killed);
     assert_eq!(out.cause, ExitCause::Signal(SIGKILL));
@@ -250,14 +257,10 @@ async fn environment_and_working_directory_are_applied() {
 async fn dropped_handle_is_stopped_in_the_background() {
     let acc = accounting();
     let spec = fixture_spec(&["--ignore-stdin-eof", "--ignore-sigterm"], 50, 50);
-    let mut child = ChildProcess::spawn(&spec, &acc).unwrap();
-    let pid = child.pid();
-    let mut rpc = Rpc::attach(&mut child);
-    assert_eq!(rpc.call("ping", json!({})).await["result"], json!({}));
-    drop(rpc);
+    let (child, pid) = spawn_answering(&spec, &acc).await;
     drop(child);
-    // Other tests' stops may be running too; all of them end within the bound.
-    assert_eq!(wait_for_stops(LIMIT).await, 0);
+    // The count is this test's own accounting: other tests' stops are not in it.
+    assert_eq!(acc.wait_for_stops(LIMIT).await, 0);
     assert!(wait_gone(pid).await);
     assert!(acc.live_pids().is_empty());
     assert_eq!(acc.snapshot().killed_by_stop, 1);
@@ -306,4 +309,48 @@ fn handle_dropped_outside_a_runtime_is_killed_and_reaped() {
     assert!(acc.live_pids().is_empty(), "never reaped");
     assert_eq!(proc_stat(pid), None, "process {pid} left behind");
     assert_eq!(acc.snapshot().killed_by_stop, 1, "{:?}", acc.snapshot());
+}
+
+#[tokio::test]
+async fn a_stop_cut_short_kills_the_group_and_stops_counting() {
+    let acc = accounting();
+    let spec = fixture_spec(&["--ignore-stdin-eof", "--ignore-sigterm"], 10_000, 10_000);
+    let (child, pid) = spawn_answering(&spec, &acc).await;
+    // Cancelled inside the 10 s stdin grace: only the ticket's drop can kill it.
+    let cut = tokio::time::timeout(Duration::from_millis(300), child.stop(StopReason::Shutdown));
+    assert!(cut.await.is_err(), "the stop should still be in its grace");
+    assert_eq!(acc.stops_in_progress(), 0);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let dead = loop {
+        // Killed: gone, or a zombie waiting for tokio's orphan reaper.
+        match proc_stat(pid) {
+            None => break true,
+            Some(stat) if stat.is_zombie() => break true,
+            Some(_) if tokio::time::Instant::now() >= deadline => break false,
+            Some(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    assert!(dead, "process {pid} survived a stop cut short");
+}
+
+#[tokio::test]
+async fn a_server_writing_megabytes_to_stderr_is_drained_while_the_log_is_over_budget() {
+    let acc = accounting();
+    // 2.8 MB, far more than a pipe holds: a reader that stopped draining when
+    // it stopped logging would leave the writer blocked forever.
+    let spec = ProcessSpec::new("sh")
+        .args([
+            "-c",
+            "yes 'line of noise' | head -n 200000 >&2; echo done >&2",
+        ])
+        .name("megabytes");
+    let mut child = ChildProcess::spawn(&spec, &acc).unwrap();
+    let exited = tokio::time::timeout(LIMIT, child.wait_exit()).await;
+    assert_eq!(exited, Ok(ExitCause::Code(0)), "the writer was blocked");
+    let out = stop(child).await;
+    assert_eq!(out.stderr_tail.last().map(String::as_str), Some("done"));
+    let (server, counts) = acc.stderr_snapshot().pop().unwrap();
+    assert_eq!(server, "megabytes");
+    assert_eq!(counts.forwarded_lines + counts.suppressed_lines, 200_001);
+    assert!(counts.forwarded_lines <= 500 + 100 * (LIMIT.as_secs() + 1));
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 use stdiopool::accounting::{Accounting, child_processes, open_fd_count, zombie_children};
 use stdiopool::jsonrpc::code;
-use stdiopool::upstream::process::{become_subreaper, wait_for_stops};
+use stdiopool::upstream::process::become_subreaper;
 use upstream_support::*;
 
 const REQUESTS: u64 = 1000;
@@ -30,7 +30,7 @@ async fn a_thousand_spawn_crash_recycle_cycles_leave_no_zombie_child_or_fd() {
         pid_via_tool(&conn).await;
     }
     assert!(wait_no_live(&acc).await);
-    assert_eq!(wait_for_stops(LIMIT).await, 0);
+    assert_eq!(acc.wait_for_stops(LIMIT).await, 0);
     let baseline = open_fd_count().unwrap();
     let spawned_before = acc.snapshot().spawned;
 
@@ -79,7 +79,7 @@ async fn a_thousand_spawn_crash_recycle_cycles_leave_no_zombie_child_or_fd() {
 
     // Dropped connections count as pending stops from the moment they are
     // dropped, so once none is running every process has been reaped.
-    assert_eq!(wait_for_stops(LIMIT).await, 0, "stops still running");
+    assert_eq!(acc.wait_for_stops(LIMIT).await, 0, "stops still running");
     assert!(
         acc.live_pids().is_empty(),
         "live: {:?}",

@@ -20,7 +20,6 @@ use serde_json::json;
 use stdiopool::accounting::{Accounting, child_processes, open_fd_count, zombie_children};
 use stdiopool::jsonrpc::{Id, code};
 use stdiopool::pool::{Pool, Pooled};
-use stdiopool::upstream::process::wait_for_stops;
 use stdiopool::upstream::{CallError, UpstreamManager};
 use upstream_support::*;
 
@@ -145,7 +144,7 @@ impl StateMachineTest for Machine {
             drop(conn);
             drop(p);
             assert!(wait_no_live(&acc).await);
-            assert_eq!(wait_for_stops(LIMIT).await, 0);
+            assert_eq!(acc.wait_for_stops(LIMIT).await, 0);
         });
         let fd_baseline = open_fd_count().unwrap();
         let pool = {
@@ -276,7 +275,7 @@ impl StateMachineTest for Machine {
         let Sut { rt, pool, .. } = sut;
         rt.block_on(async move {
             drop(pool);
-            assert_eq!(wait_for_stops(LIMIT).await, 0);
+            assert_eq!(acc.wait_for_stops(LIMIT).await, 0);
             assert!(
                 acc.live_pids().is_empty(),
                 "live: {:?}",

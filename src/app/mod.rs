@@ -35,7 +35,6 @@ use crate::proxy::mcp::{McpState, Sessions, mcp_router};
 use crate::proxy::ops::{OpsState, ops_router};
 use crate::proxy::transport::request::TransportChecks;
 use crate::upstream::manager::{UpstreamConfig, UpstreamError, UpstreamManager};
-use crate::upstream::process::wait_for_stops;
 use observe::{metrics_source, readiness};
 use wiring::{pool_config, upstream_config};
 
@@ -186,9 +185,9 @@ impl Proxy {
         let deadline =
             tokio::time::Instant::now() + config.server.stop_timeout * 2 + Duration::from_secs(3);
         let stops_left = loop {
-            let left =
-                wait_for_stops(deadline.saturating_duration_since(tokio::time::Instant::now()))
-                    .await;
+            let left = accounting
+                .wait_for_stops(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
             let live = accounting.snapshot().live;
             if (left == 0 && live == 0) || tokio::time::Instant::now() >= deadline {
                 break left.max(usize::try_from(live).unwrap_or(usize::MAX));

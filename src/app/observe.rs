@@ -70,6 +70,16 @@ pub(super) fn metrics_source(
         snapshot.open_fds = accounting::open_fd_count().ok().map(|n| n as u64);
         snapshot.fd_limit = accounting::nofile_limit().ok().map(|l| l.soft);
         snapshot.zombies = accounting::zombie_children().map_or(0, |z| z.len() as u64);
+        snapshot.stderr = accounting
+            .stderr_snapshot()
+            .into_iter()
+            .map(|(server, c)| crate::metrics::StderrSnapshot {
+                server,
+                forwarded_lines: c.forwarded_lines,
+                suppressed_lines: c.suppressed_lines,
+                suppressed_bytes: c.suppressed_bytes,
+            })
+            .collect();
         snapshot
     }
 }

@@ -66,6 +66,7 @@ pub fn process_spec(config: &Config, demo: DemoServer) -> Result<ProcessSpec, Se
             stdin_grace: server.stop_timeout,
             term_grace: server.stop_timeout,
         },
+        stderr: server.stderr,
     })
 }
 

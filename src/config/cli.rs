@@ -133,6 +133,23 @@ pub struct Cli {
     #[arg(long, env = "STDIOPOOL_MAX_FRAME", value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
     pub max_frame: u64,
 
+    /// Server stderr lines per second forwarded to the log, per process (0: no limit); the rest is counted and summarized.
+    #[arg(
+        long,
+        env = "STDIOPOOL_STDERR_LINES_PER_SEC",
+        value_name = "N",
+        default_value = "100"
+    )]
+    pub stderr_lines_per_sec: u32,
+
+    /// Server stderr bytes per second forwarded to the log, per process (0: no limit).
+    #[arg(long, env = "STDIOPOOL_STDERR_BYTES_PER_SEC", value_name = "SIZE", value_parser = parse_size, default_value = "32KiB")]
+    pub stderr_bytes_per_sec: u64,
+
+    /// Unused stderr budget a quiet server process saves up, as time at the two rates above.
+    #[arg(long, env = "STDIOPOOL_STDERR_BURST", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub stderr_burst: Duration,
+
     /// Set a variable in the server's environment (repeatable; STDIOPOOL_ENV holds a single KEY=VALUE). [default: none]
     #[arg(long = "env", env = "STDIOPOOL_ENV", value_name = "KEY=VALUE")]
     pub env: Vec<String>,

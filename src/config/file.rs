@@ -84,6 +84,11 @@ pub(super) struct FileConfig {
     pub(super) max_body: Option<u64>,
     #[serde(default, deserialize_with = "de_size")]
     pub(super) max_frame: Option<u64>,
+    pub(super) stderr_lines_per_sec: Option<u32>,
+    #[serde(default, deserialize_with = "de_size")]
+    pub(super) stderr_bytes_per_sec: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) stderr_burst: Option<Duration>,
     /// A table `{ KEY = "VALUE" }`.
     pub(super) env: Option<std::collections::BTreeMap<String, String>>,
     pub(super) unset_env: Option<Vec<String>>,

@@ -89,6 +89,8 @@ pub struct ServerSpec {
     pub stop_timeout: Duration,
     /// Name used in logs (`--name`, else the program's file name, `demo` for `--demo`).
     pub name: String,
+    /// How much of each process's stderr reaches the log (`--stderr-*`).
+    pub stderr: crate::upstream::process::StderrBudget,
 }
 
 /// Pool sizing and retirement; field names match the pool's own configuration.

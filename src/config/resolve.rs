@@ -188,6 +188,12 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
             cwd,
             stop_timeout: pick!(stop_timeout),
             name,
+            stderr: crate::upstream::process::StderrBudget {
+                lines_per_sec: pick!(stderr_lines_per_sec),
+                bytes_per_sec: pick!(stderr_bytes_per_sec),
+                burst: pick!(stderr_burst),
+                ..Default::default()
+            },
         },
         allowed_origins,
         allowed_hosts,

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{METHOD_GET_STREAM, Metrics, Outcome, PoolSnapshot, ProcessSnapshot, Snapshot};
+use super::{
+    METHOD_GET_STREAM, Metrics, Outcome, PoolSnapshot, ProcessSnapshot, Snapshot, StderrSnapshot,
+};
 
 fn sample() -> Snapshot {
     Snapshot {
@@ -35,6 +37,12 @@ fn sample() -> Snapshot {
         open_fds: Some(42),
         fd_limit: Some(1024),
         zombies: 0,
+        stderr: vec![StderrSnapshot {
+            server: "srv".into(),
+            forwarded_lines: 7,
+            suppressed_lines: 90,
+            suppressed_bytes: 1234,
+        }],
     }
 }
 
@@ -101,6 +109,9 @@ fn samples_carry_the_snapshot_values_and_request_labels() {
         "stdiopool_requests_total{method=\"tools/call\",outcome=\"timeout\"} 1\n",
         "stdiopool_request_duration_seconds_count{method=\"tools/call\"} 2\n",
         "stdiopool_request_duration_seconds_bucket{method=\"tools/call\",le=\"0.005\"} 1\n",
+        "stdiopool_server_stderr_lines_total{server=\"srv\",outcome=\"forwarded\"} 7\n",
+        "stdiopool_server_stderr_lines_total{server=\"srv\",outcome=\"suppressed\"} 90\n",
+        "stdiopool_server_stderr_suppressed_bytes_total{server=\"srv\"} 1234\n",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

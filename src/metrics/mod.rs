@@ -174,6 +174,20 @@ pub struct ProcessSnapshot {
     pub live: u64,
 }
 
+/// What happened to one server's stderr lines (see the stderr budget in
+/// `docs/UPSTREAM.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StderrSnapshot {
+    /// The server name (`--name`): one per proxy, so the label stays bounded.
+    pub server: String,
+    /// Lines forwarded to the log.
+    pub forwarded_lines: u64,
+    /// Lines suppressed by the stderr budget.
+    pub suppressed_lines: u64,
+    /// Bytes of the suppressed lines.
+    pub suppressed_bytes: u64,
+}
+
 /// Everything read at scrape time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -189,6 +203,8 @@ pub struct Snapshot {
     pub fd_limit: Option<u64>,
     /// Zombie children not yet reaped.
     pub zombies: u64,
+    /// Server stderr lines, by server.
+    pub stderr: Vec<StderrSnapshot>,
 }
 
 /// Supplies the state read at each scrape. Closures returning a [`Snapshot`] qualify.
@@ -227,6 +243,36 @@ fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt
 fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
     let c = ConstCounter::new(value);
     c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn encode_stderr(enc: &mut DescriptorEncoder, stderr: &[StderrSnapshot]) -> fmt::Result {
+    let kind = ConstCounter::new(0u64).metric_type();
+    let mut lines = enc.encode_descriptor(
+        "stdiopool_server_stderr_lines",
+        "Server stderr lines, by server and whether the stderr budget forwarded them to the log or suppressed them",
+        None,
+        kind,
+    )?;
+    for s in stderr {
+        for (outcome, count) in [
+            ("forwarded", s.forwarded_lines),
+            ("suppressed", s.suppressed_lines),
+        ] {
+            let labels = [("server", s.server.as_str()), ("outcome", outcome)];
+            ConstCounter::new(count).encode(lines.encode_family(&labels)?)?;
+        }
+    }
+    let mut bytes = enc.encode_descriptor(
+        "stdiopool_server_stderr_suppressed_bytes",
+        "Bytes of server stderr lines suppressed by the stderr budget, by server",
+        None,
+        kind,
+    )?;
+    for s in stderr {
+        let labels = [("server", s.server.as_str())];
+        ConstCounter::new(s.suppressed_bytes).encode(bytes.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 impl Collector for SnapshotCollector {
@@ -366,6 +412,7 @@ impl Collector for SnapshotCollector {
             "Zombie child processes not yet reaped",
             s.zombies,
         )?;
+        encode_stderr(e, &s.stderr)?;
         Ok(())
     }
 }

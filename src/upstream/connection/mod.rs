@@ -40,6 +40,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::accounting::Accounting;
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response};
 use crate::upstream::ids;
 
@@ -274,7 +275,7 @@ impl Drop for InFlightGuard<'_> {
 struct StopRequest {
     reason: StopReason,
     reply: Option<oneshot::Sender<StopOutcome>>,
-    /// Makes `wait_for_stops` count this stop until the monitor has run it.
+    /// Makes `Accounting::wait_for_stops` count this stop until the monitor has run it.
     _pending: PendingStop,
 }
 
@@ -287,6 +288,8 @@ pub struct Connection {
     closing: CancellationToken,
     initialize_result: Value,
     crash_counted: AtomicBool,
+    /// Where this connection's process counts its stops (its proxy's).
+    accounting: Arc<Accounting>,
 }
 
 impl Connection {
@@ -321,6 +324,7 @@ impl Connection {
         ));
         let reader = tokio::spawn(reader::read_loop(stdout, max_frame, Arc::clone(&shared)));
         let (control, control_rx) = oneshot::channel();
+        let accounting = Arc::clone(child.accounting());
         tokio::spawn(monitor::monitor(
             child,
             Arc::clone(&shared),
@@ -335,6 +339,7 @@ impl Connection {
             closing,
             initialize_result: Value::Null,
             crash_counted: AtomicBool::new(false),
+            accounting,
         }
     }
 
@@ -580,7 +585,7 @@ impl Connection {
                 .send(StopRequest {
                     reason,
                     reply: Some(tx),
-                    _pending: PendingStop::new(),
+                    _pending: PendingStop::new(&self.accounting),
                 })
                 .is_ok(),
             None => false,
@@ -610,7 +615,7 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // The token lets the writer close stdin first; the request carries a
-        // `PendingStop`, so `wait_for_stops` counts this stop from now until
+        // `PendingStop`, so `Accounting::wait_for_stops` counts this stop from now until
         // the monitor has run it (if the monitor is gone with its runtime,
         // the request is dropped here and the process handle's own drop
         // kills and reaps).
@@ -619,7 +624,7 @@ impl Drop for Connection {
             let _ = control.send(StopRequest {
                 reason: StopReason::Dropped,
                 reply: None,
-                _pending: PendingStop::new(),
+                _pending: PendingStop::new(&self.accounting),
             });
         }
     }

@@ -3,7 +3,7 @@
 //! when the connection is shut down or dropped.
 //!
 //! Invariant: the process is stopped exactly once, after stdin is closed,
-//! and the stop stays counted by `wait_for_stops` until it is complete.
+//! and the stop stays counted by `Accounting::wait_for_stops` until it is complete.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
