@@ -8,6 +8,7 @@ pub mod accounting;
 pub mod config;
 pub mod framing;
 pub mod jsonrpc;
+pub mod listener;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;

@@ -28,6 +28,7 @@ use super::sessions::{Session, Sessions, spawn_router};
 use super::sse::{accepted, json_reply, sse_stream, with_session_id};
 use crate::config::{Config, Mode};
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response, response};
+use crate::listener::idle_bounded;
 use crate::metrics::{
     METHOD_DELETE, METHOD_GET_STREAM, METHOD_INVALID, METHOD_RESPONSE, Metrics, Outcome,
 };
@@ -428,12 +429,15 @@ async fn get_inner(State(st): Shared, get: McpGet) -> Response {
             .sessions
             .get(&get.session)
             .ok_or(ProxyError::SessionNotFound)?;
-        session.open_stream()
+        let slot = st.sessions.stream_slot()?;
+        Ok((session.open_stream()?, slot))
     })();
     match result {
-        Ok(mut rx) => {
+        Ok((mut rx, slot)) => {
             observe(&st.metrics, METHOD_GET_STREAM, Outcome::Ok, start);
             let source = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).map_raw();
+            // The slot goes with the stream; a silent stream ends (listener::streams).
+            let source = idle_bounded(source, st.config.listener.sse_idle_timeout, slot);
             sse_stream(source, st.config.sse_keep_alive)
         }
         Err(e) => {

@@ -11,7 +11,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt as _;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +22,7 @@ use super::request::TransportChecks;
 use super::sessions::Sessions;
 use crate::accounting::{self, Accounting, AccountingError, FdBudget};
 use crate::config::{Config, Mode, ServerCommand};
+use crate::listener::{FdBudgetError, ListenerPlan};
 use crate::metrics::{Metrics, PoolSnapshot, ProcessSnapshot, Snapshot};
 use crate::pool::{Manager, Pool, PoolConfig};
 use crate::upstream::manager::{UpstreamConfig, UpstreamError, UpstreamManager};
@@ -45,6 +45,10 @@ pub enum ServeError {
     /// An `--allowed-origin` / `--allowed-host` rule is invalid.
     #[error(transparent)]
     Origin(#[from] OriginRuleError),
+    /// `RLIMIT_NOFILE` leaves no room for client connections after the
+    /// server processes' reserve.
+    #[error(transparent)]
+    Listener(#[from] FdBudgetError),
     /// Serving HTTP failed.
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
@@ -57,6 +61,7 @@ pub struct Proxy {
     state: Arc<McpState>,
     app: Router,
     accounting: Arc<Accounting>,
+    listening: ListenerPlan,
 }
 
 /// What shutdown found.
@@ -144,6 +149,10 @@ impl Proxy {
         let handshake = config.mode == Mode::Pooled;
         let upstream = upstream_config(&config, spec, &accounting, handshake);
         let ping_timeout = upstream.ping_timeout;
+        // What one server process costs in fds, measured on the first one
+        // (the fd budget reserves it per pool slot; listener::fd_budget).
+        let fds_before = accounting::open_fd_count().ok();
+        let fds_with_one;
 
         // The start-up probe: one process must come up and complete the
         // handshake, or the proxy refuses to start. Session mode probes with
@@ -164,6 +173,7 @@ impl Proxy {
                 }),
             })?;
             let result = first.initialize_result().clone();
+            fds_with_one = accounting::open_fd_count().ok();
             drop(first);
             (pool, result)
         } else {
@@ -171,6 +181,7 @@ impl Proxy {
             probe_config.handshake = true;
             let probe = UpstreamManager::new(probe_config);
             let conn = probe.create().await.map_err(ServeError::Startup)?;
+            fds_with_one = accounting::open_fd_count().ok();
             let result = conn.initialize_result().clone();
             drop(conn);
             (
@@ -185,11 +196,18 @@ impl Proxy {
             tracing::warn!(error = %e, "pool maintenance not started");
         }
 
+        let per_process = match (fds_before, fds_with_one) {
+            (Some(before), Some(after)) => after.saturating_sub(before) as u64,
+            _ => accounting::FDS_PER_PROCESS,
+        };
+        let listening = ListenerPlan::new(config.listener, config.pool.max_size, per_process)?;
+
         let metrics = Arc::new(Metrics::new());
+        metrics.set_listener_source(Arc::new(listening.snapshot_source()));
         let state = Arc::new(McpState {
             config: config.clone(),
             pool: pool.clone(),
-            sessions: Sessions::default(),
+            sessions: Sessions::with_stream_slots(listening.stream_slots()),
             metrics: metrics.clone(),
             shutdown: CancellationToken::new(),
             initialize_result,
@@ -218,6 +236,7 @@ impl Proxy {
             state,
             app,
             accounting,
+            listening,
         })
     }
 
@@ -248,24 +267,17 @@ impl Proxy {
             state,
             app,
             accounting,
+            listening,
         } = self;
         let started = state.shutdown.clone();
         let trigger = state.clone();
-        // TCP_NODELAY: an SSE reply is written as several small pieces (head,
-        // events, end); with Nagle's algorithm each waits for the client's
-        // delayed ACK (~40 ms on Linux), which made every SSE reply take 40 ms+.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
-            }
+        // The listener holds the connection limit and the client timeouts
+        // (src/listener); TCP_NODELAY is set there on every connection.
+        let server = listening.serve(listener, app, async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            trigger.begin_shutdown();
         });
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: draining in-flight requests");
-                trigger.begin_shutdown();
-            })
-            .into_future();
         let mut server = Box::pin(server);
         let mut drained = true;
         tokio::select! {
