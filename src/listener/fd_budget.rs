@@ -14,7 +14,7 @@
 //! can never take the fds a replacement process needs. Pure arithmetic in
 //! [`plan`], tested without touching the real limit.
 
-use crate::accounting::{self, AccountingError, FDS_PER_PROCESS};
+use crate::accounting::{self, AccountingError, FDS_PER_PROCESS, FdBudget};
 
 /// Descriptors a spawn holds only while it runs: both ends of the three
 /// stdio pipes before the child's ends are closed in the parent, and the
@@ -128,6 +128,24 @@ pub fn plan(
     })
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; a limit that cannot
+/// be raised is logged and kept.
+pub fn raise_limit() {
+    if let Err(e) = accounting::raise_nofile_limit() {
+        tracing::warn!(error = %e, "could not raise RLIMIT_NOFILE; using the current limit");
+    }
+}
+
+/// The budget the start-up check of the pool size uses, before any process
+/// is measured: the known per-process cost, counted as [`process_reserve`]
+/// counts it, and room for the ops margin and [`MIN_CONNECTIONS`] clients.
+pub fn pool_check_budget() -> FdBudget {
+    FdBudget {
+        per_process: FDS_PER_PROCESS * 2 + SPAWN_TRANSIENT_FDS,
+        reserve: OPS_MARGIN_FDS + MIN_CONNECTIONS as u64,
+    }
+}
+
 /// Raises the soft limit to the hard one and plans from the fds open now.
 /// A limit that cannot be raised is logged and used as it is.
 pub fn plan_now(
@@ -147,6 +165,7 @@ pub fn plan_now(
     tracing::info!(
         fd_limit = plan.soft_limit,
         fds_in_use = plan.in_use,
+        fds_per_process = plan.per_process,
         reserved_for_processes = plan.reserved_for_processes,
         connection_limit = plan.connection_limit,
         "file-descriptor budget"

@@ -20,7 +20,7 @@ use super::ops::{OpsState, ops_router};
 use super::origin::OriginRuleError;
 use super::request::TransportChecks;
 use super::sessions::Sessions;
-use crate::accounting::{self, Accounting, AccountingError, FdBudget};
+use crate::accounting::{self, Accounting, AccountingError};
 use crate::config::{Config, Mode, ServerCommand};
 use crate::listener::{FdBudgetError, ListenerPlan};
 use crate::metrics::{Metrics, PoolSnapshot, ProcessSnapshot, Snapshot};
@@ -144,7 +144,13 @@ impl Proxy {
     pub async fn start(config: Config) -> Result<Proxy, ServeError> {
         let config = Arc::new(config);
         let accounting = Arc::new(Accounting::new());
-        accounting::check_pool_size(config.pool.max_size, FdBudget::default())?;
+        // Raised first, so the check sees the limit the proxy runs with; the
+        // check counts processes as the listener's fd budget does.
+        crate::listener::fd_budget::raise_limit();
+        accounting::check_pool_size(
+            config.pool.max_size,
+            crate::listener::fd_budget::pool_check_budget(),
+        )?;
         let spec = process_spec(&config)?;
         let handshake = config.mode == Mode::Pooled;
         let upstream = upstream_config(&config, spec, &accounting, handshake);
