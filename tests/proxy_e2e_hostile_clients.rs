@@ -502,3 +502,32 @@ async fn idle_keep_alive_connections_and_get_streams_are_bounded_too() {
     seen.extend(server_pids(&proxy));
     sigterm_leaves_nothing(proxy, seen).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_past_its_deadline_is_refused_and_its_connection_closed() {
+    use tokio::io::AsyncReadExt;
+    let proxy = ProxyProcess::start(&["--body-read-timeout", "1s"], &[]);
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nAccept: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\"",
+        proxy.path,
+        proxy.addr,
+        e2e_support::ACCEPT_BOTH
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    // The rest of the body never comes: the proxy answers and closes (EOF).
+    tokio::time::timeout(e2e_support::LIMIT, conn.read_to_end(&mut answer))
+        .await
+        .expect("the connection was not closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "after {:?}: {answer}",
+        started.elapsed()
+    );
+    assert!(answer.contains("1s"), "the error names the bound: {answer}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
