@@ -268,6 +268,15 @@ async fn half_open_connections_cannot_starve_clients_fds_or_server_processes() {
     let before = settled_fds(&proxy).await;
     let mut seen = server_pids(&proxy);
 
+    // A slow call in flight across the flood: its connection is never the
+    // one closed to make room.
+    let slow_client = Mcp::connect(&proxy).await;
+    let slow = tokio::spawn(async move {
+        slow_client
+            .tool_req(7, "sleep", json!({"ms": 1500}))
+            .try_send()
+            .await
+    });
     let head: &'static [u8] = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n";
     let held = flood(proxy.addr, FLOOD, head).await;
     assert!(
@@ -305,6 +314,12 @@ async fn half_open_connections_cannot_starve_clients_fds_or_server_processes() {
         "no replacement of {victim} served a call: {:?}",
         calls.pids
     );
+    let slow = slow
+        .await
+        .unwrap()
+        .expect("the slow call's connection survived the flood");
+    let response = slow.response();
+    assert!(response["result"].is_object(), "{response}");
     seen.extend(server_pids(&proxy));
 
     // The flood is still held open by this test: the proxy closes it.
