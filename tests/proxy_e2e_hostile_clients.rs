@@ -14,7 +14,7 @@
 //! The proxy never hits `EMFILE` (`stdiopool_accept_errors_total` stays 0):
 //! the connection limit keeps client sockets below the fd budget.
 //!
-//! Every wait is bounded; the two tests take turns (one flood at a time on a
+//! Every wait is bounded; the two flood tests take turns (one flood at a time on a
 //! small CI machine). This binary makes itself a child subreaper so that a
 //! leaked server process would be re-parented here and seen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -351,6 +351,15 @@ async fn half_open_connections_cannot_starve_clients_fds_or_server_processes() {
         "no EMFILE: {m:?}"
     );
     assert!(m.get("stdiopool_process_spawned_total") >= 3.0, "{m:?}");
+    assert!(
+        m.get("stdiopool_connections_evicted_total") >= 1.0,
+        "newcomers at the limit take the place of idle connections: {m:?}"
+    );
+    // Once per episode, not once per refused or evicted connection.
+    let episodes = m.get("stdiopool_connection_limit_reached_total") as usize;
+    let logged = || proxy.stderr().matches("connection limit reached").count();
+    wait_until(Duration::from_secs(5), || logged() >= episodes).await;
+    assert_eq!(logged(), episodes, "{m:?}");
     drop(held);
     seen.extend(server_pids(&proxy));
     sigterm_leaves_nothing(proxy, seen).await;
@@ -545,4 +554,17 @@ async fn a_body_trickled_past_its_deadline_is_refused_and_its_connection_closed(
     );
     assert!(answer.contains("1s"), "the error names the bound: {answer}");
     assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soft_fd_limit_is_raised_to_the_hard_one_at_start() {
+    let args = fixture_args(&["--pool-size", "1"], &[]);
+    let proxy = ProxyProcess::launch_via(&["prlimit", "--nofile=256:1024"], &args)
+        .unwrap_or_else(|f| panic!("did not start ({}):\n{}", f.status, f.stderr));
+    let m = proxy.metrics().await;
+    assert_eq!(m.get("stdiopool_fd_limit"), 1024.0, "{m:?}");
+    assert!(
+        m.get("stdiopool_connection_limit") > 256.0,
+        "the budget is made from the raised limit: {m:?}"
+    );
 }
