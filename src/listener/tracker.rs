@@ -10,7 +10,7 @@
 //!   has started always gets its answer or its own timeout.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -63,12 +63,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// One connection's state. Requests starting and ending touch only its
+/// atomics, so the request path never takes the table's lock.
 #[derive(Debug)]
 struct Entry {
     close: CancellationToken,
-    active: usize,
-    idle_since: Instant,
-    served: bool,
+    active: AtomicUsize,
+    /// Since the tracker's epoch.
+    idle_since_ms: AtomicU64,
+    served: AtomicBool,
+}
+
+impl Entry {
+    fn idle(&self) -> bool {
+        self.active.load(Ordering::Acquire) == 0 && !self.close.is_cancelled()
+    }
 }
 
 /// Why a connection was closed from the table.
@@ -81,7 +90,8 @@ enum CloseReason {
 /// The open connections of one listener.
 #[derive(Debug)]
 pub(crate) struct Tracker {
-    conns: Mutex<HashMap<u64, Entry>>,
+    conns: Mutex<HashMap<u64, Arc<Entry>>>,
+    epoch: Instant,
     next_id: AtomicU64,
     stats: Arc<ListenerStats>,
     header_read_timeout: Duration,
@@ -96,6 +106,7 @@ impl Tracker {
     ) -> Arc<Tracker> {
         Arc::new(Tracker {
             conns: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             stats,
             header_read_timeout,
@@ -111,39 +122,42 @@ impl Tracker {
     /// Registers a newly accepted connection.
     pub(crate) fn register(self: &Arc<Self>) -> ConnHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let close = CancellationToken::new();
-        lock(&self.conns).insert(
-            id,
-            Entry {
-                close: close.clone(),
-                active: 0,
-                idle_since: Instant::now(),
-                served: false,
-            },
-        );
+        let entry = Arc::new(Entry {
+            close: CancellationToken::new(),
+            active: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(self.millis(Instant::now())),
+            served: AtomicBool::new(false),
+        });
+        lock(&self.conns).insert(id, entry.clone());
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         ConnHandle {
             id,
             tracker: self.clone(),
-            close,
+            entry,
         }
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Closes every idle connection past its bound: the head bound before a
     /// first request, the keep-alive bound after one. Returns how many.
     pub(crate) fn sweep(&self, now: Instant) -> usize {
+        let now = self.millis(now);
         let mut closed = Vec::new();
         for entry in lock(&self.conns).values() {
-            if entry.active > 0 || entry.close.is_cancelled() {
+            if !entry.idle() {
                 continue;
             }
-            let (bound, reason) = if entry.served {
+            let (bound, reason) = if entry.served.load(Ordering::Acquire) {
                 (self.keep_alive_timeout, CloseReason::IdleTimeout)
             } else {
                 (self.header_read_timeout, CloseReason::HeaderTimeout)
             };
-            if now.saturating_duration_since(entry.idle_since) >= bound {
+            let idle_ms = now.saturating_sub(entry.idle_since_ms.load(Ordering::Acquire));
+            if u128::from(idle_ms) >= bound.as_millis() {
                 entry.close.cancel();
                 closed.push(reason);
             }
@@ -164,8 +178,8 @@ impl Tracker {
         let conns = lock(&self.conns);
         let victim = conns
             .values()
-            .filter(|e| e.active == 0 && !e.close.is_cancelled())
-            .min_by_key(|e| e.idle_since);
+            .filter(|e| e.idle())
+            .min_by_key(|e| e.idle_since_ms.load(Ordering::Acquire));
         match victim {
             Some(entry) => {
                 entry.close.cancel();
@@ -180,24 +194,8 @@ impl Tracker {
     /// Closes every connection with no request in flight (shutdown).
     pub(crate) fn close_idle(&self) {
         for entry in lock(&self.conns).values() {
-            if entry.active == 0 {
+            if entry.idle() {
                 entry.close.cancel();
-            }
-        }
-    }
-
-    fn request_started(&self, id: u64) {
-        if let Some(entry) = lock(&self.conns).get_mut(&id) {
-            entry.active += 1;
-            entry.served = true;
-        }
-    }
-
-    fn request_ended(&self, id: u64) {
-        if let Some(entry) = lock(&self.conns).get_mut(&id) {
-            entry.active = entry.active.saturating_sub(1);
-            if entry.active == 0 {
-                entry.idle_since = Instant::now();
             }
         }
     }
@@ -208,21 +206,22 @@ impl Tracker {
 pub(crate) struct ConnHandle {
     id: u64,
     tracker: Arc<Tracker>,
-    close: CancellationToken,
+    entry: Arc<Entry>,
 }
 
 impl ConnHandle {
     /// Fires when the table closes this connection.
     pub(crate) fn close_requested(&self) -> &CancellationToken {
-        &self.close
+        &self.entry.close
     }
 
     /// Marks a request in flight until the guard (held by the response
     /// body) is dropped.
     pub(crate) fn begin_request(&self) -> RequestGuard {
-        self.tracker.request_started(self.id);
+        self.entry.active.fetch_add(1, Ordering::AcqRel);
+        self.entry.served.store(true, Ordering::Release);
         RequestGuard {
-            id: self.id,
+            entry: self.entry.clone(),
             tracker: self.tracker.clone(),
         }
     }
@@ -238,13 +237,17 @@ impl Drop for ConnHandle {
 /// A request in flight on a connection.
 #[derive(Debug)]
 pub(crate) struct RequestGuard {
-    id: u64,
+    entry: Arc<Entry>,
     tracker: Arc<Tracker>,
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.tracker.request_ended(self.id);
+        // Idle time is counted from the end of the last request.
+        self.entry
+            .idle_since_ms
+            .store(self.tracker.millis(Instant::now()), Ordering::Release);
+        self.entry.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
