@@ -226,6 +226,8 @@ pub struct ListenerSnapshot {
     pub keep_alive_timeouts: u64,
     /// Idle connections closed to make room at the connection limit.
     pub connections_evicted: u64,
+    /// Connections closed because the client stopped reading its response.
+    pub send_timeouts: u64,
     /// Episodes of the connection limit being reached.
     pub connection_limit_reached: u64,
     /// `accept` failures.
@@ -295,6 +297,12 @@ impl Collector for ListenerCollector {
             "stdiopool_connections_keep_alive_timeouts",
             "Kept-alive client connections closed for idling too long",
             s.keep_alive_timeouts,
+        )?;
+        counter(
+            e,
+            "stdiopool_connections_send_timeouts",
+            "Client connections closed because the client took none of its response within the send timeout",
+            s.send_timeouts,
         )?;
         counter(
             e,

@@ -29,6 +29,7 @@ fn the_defaults_are_the_documented_ones() {
     assert_eq!(l.header_read_timeout, Duration::from_secs(10));
     assert_eq!(l.body_read_timeout, Duration::from_secs(30));
     assert_eq!(l.keep_alive_timeout, Duration::from_secs(60));
+    assert_eq!(l.send_timeout, Duration::from_secs(60));
     assert_eq!(l.sse_idle_timeout, Duration::from_secs(300));
     assert_eq!(l.max_connections, None);
     assert_eq!(l.max_get_streams, None);
@@ -43,6 +44,8 @@ fn every_listener_option_is_read_from_the_command_line() {
         "5s",
         "--keep-alive-timeout",
         "7s",
+        "--send-timeout",
+        "9s",
         "--sse-idle-timeout",
         "1m",
         "--max-connections",
@@ -55,6 +58,7 @@ fn every_listener_option_is_read_from_the_command_line() {
     assert_eq!(l.header_read_timeout, Duration::from_secs(2));
     assert_eq!(l.body_read_timeout, Duration::from_secs(5));
     assert_eq!(l.keep_alive_timeout, Duration::from_secs(7));
+    assert_eq!(l.send_timeout, Duration::from_secs(9));
     assert_eq!(l.sse_idle_timeout, Duration::from_secs(60));
     assert_eq!(l.max_connections, Some(100));
     assert_eq!(l.max_get_streams, None);
@@ -83,6 +87,7 @@ fn zero_bounds_and_counts_are_refused() {
         "--header-read-timeout",
         "--body-read-timeout",
         "--keep-alive-timeout",
+        "--send-timeout",
         "--sse-idle-timeout",
     ] {
         let e = load(&[option, "0s"]).unwrap_err();

@@ -568,3 +568,55 @@ async fn the_soft_fd_limit_is_raised_to_the_hard_one_at_start() {
         "the budget is made from the raised limit: {m:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_response_is_disconnected_after_the_send_bound() {
+    // One process; a reply far larger than the socket buffers, never read.
+    let proxy = ProxyProcess::start(
+        &[
+            "--pool-size",
+            "1",
+            "--min-idle",
+            "1",
+            "--max-frame",
+            "64MiB",
+            "--send-timeout",
+            "2s",
+            "--wait-timeout",
+            "15s",
+        ],
+        &[],
+    );
+    let mcp = Mcp::connect(&proxy).await;
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "huge", "arguments": {"bytes": 32 << 20}},
+    })
+    .to_string();
+    let mut reader = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nAccept: {}\r\nContent-Type: application/json\r\nMcp-Session-Id: {}\r\nMCP-Protocol-Version: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        proxy.path,
+        proxy.addr,
+        e2e_support::ACCEPT_BOTH,
+        mcp.session,
+        e2e_support::PROTOCOL_VERSION,
+        body.len()
+    );
+    reader.write_all(head.as_bytes()).await.unwrap();
+    // The reply stalls in the socket buffers; the send bound closes the
+    // connection (and frees what the unsent reply holds).
+    let m = proxy
+        .wait_metrics("the stalled connection closed by the send bound", |m| {
+            m.get("stdiopool_connections_send_timeouts_total") >= 1.0
+        })
+        .await;
+    assert_eq!(
+        m.get("stdiopool_connections_send_timeouts_total"),
+        1.0,
+        "{m:?}"
+    );
+    // The process is free for the next call.
+    assert!(tokio::time::timeout(CALL_BOUND, mcp.pid()).await.unwrap() > 0);
+    drop(reader);
+}

@@ -145,6 +145,10 @@ pub struct Cli {
     #[arg(long, env = "STDIOPOOL_KEEP_ALIVE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
     pub keep_alive_timeout: Duration,
 
+    /// Close a connection whose client takes none of its response for this long.
+    #[arg(long, env = "STDIOPOOL_SEND_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub send_timeout: Duration,
+
     /// End a GET stream that carried no message for this long (the client reconnects).
     #[arg(long, env = "STDIOPOOL_SSE_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
     pub sse_idle_timeout: Duration,

@@ -92,6 +92,8 @@ pub(super) struct FileConfig {
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) keep_alive_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
+    pub(super) send_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
     pub(super) sse_idle_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_auto_count")]
     pub(super) max_connections: Option<OptionalCount>,

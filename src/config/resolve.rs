@@ -91,6 +91,7 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         header_read_timeout: nonzero(pick!(header_read_timeout), "header read timeout")?,
         body_read_timeout: nonzero(pick!(body_read_timeout), "body read timeout")?,
         keep_alive_timeout: nonzero(pick!(keep_alive_timeout), "keep-alive timeout")?,
+        send_timeout: nonzero(pick!(send_timeout), "send timeout")?,
         sse_idle_timeout: nonzero(pick!(sse_idle_timeout), "SSE idle timeout")?,
         max_connections: pick!(max_connections)
             .0

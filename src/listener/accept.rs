@@ -195,9 +195,17 @@ fn serve(
         tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
     }
     let handle = tracker.register();
-    let body_read_timeout = settings.body_read_timeout;
+    let (body_read_timeout, send_timeout) = (settings.body_read_timeout, settings.send_timeout);
     async move {
-        serve_connection(stream, app, body_read_timeout, handle, draining).await;
+        serve_connection(
+            stream,
+            app,
+            body_read_timeout,
+            send_timeout,
+            handle,
+            draining,
+        )
+        .await;
         drop(permit);
     }
 }

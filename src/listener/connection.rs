@@ -25,6 +25,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+use super::send_timeout::SendTimeout;
 use super::tracker::{ConnHandle, RequestGuard};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -132,6 +133,7 @@ pub(crate) async fn serve_connection(
     stream: TcpStream,
     app: Router,
     body_read_timeout: Duration,
+    send_timeout: Duration,
     handle: ConnHandle,
     shutdown: CancellationToken,
 ) {
@@ -158,14 +160,20 @@ pub(crate) async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let io = TokioIo::new(SendTimeout::new(stream, send_timeout));
+    let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     let mut draining = false;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(error = %e, "client connection ended with an error");
+                    if is_send_timeout(&e) {
+                        handle.count_send_timeout();
+                        tracing::debug!(error = %e, "client stopped reading its response: connection closed");
+                    } else {
+                        tracing::debug!(error = %e, "client connection ended with an error");
+                    }
                 }
                 break;
             }
@@ -176,6 +184,18 @@ pub(crate) async fn serve_connection(
             }
         }
     }
+}
+
+/// Whether hyper's error comes from [`SendTimeout`].
+fn is_send_timeout(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = s.source();
+    }
+    false
 }
 
 #[cfg(test)]

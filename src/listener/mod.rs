@@ -10,6 +10,7 @@
 //!   and the in-flight mark;
 //! - `tracker`: the table of open connections, which closes those idle past
 //!   the head or keep-alive bound;
+//! - [`send_timeout`]: the bound on a client that stops reading its response;
 //! - [`streams`]: the cap on open GET streams and their idle bound;
 //! - [`settings`]: the limits and their defaults (`docs/PROXY.md`, "Limits").
 //!
@@ -20,6 +21,7 @@
 mod accept;
 mod connection;
 pub mod fd_budget;
+pub mod send_timeout;
 pub mod settings;
 pub mod streams;
 mod tracker;
@@ -102,6 +104,7 @@ impl ListenerPlan {
                 header_timeouts: get(&stats.header_timeouts),
                 keep_alive_timeouts: get(&stats.idle_timeouts),
                 connections_evicted: get(&stats.evicted),
+                send_timeouts: get(&stats.send_timeouts),
                 connection_limit_reached: get(&stats.limit_reached),
                 accept_errors: get(&stats.accept_errors),
                 get_streams_open: get(&stats.get_streams_open),

@@ -13,6 +13,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time a kept-alive connection may wait for its next request.
 pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a write to a client may make no progress.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time a GET stream may carry no message before it is closed.
 pub const DEFAULT_SSE_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -27,6 +29,9 @@ pub struct ListenerSettings {
     pub body_read_timeout: Duration,
     /// A kept-alive connection with no request for this long is closed.
     pub keep_alive_timeout: Duration,
+    /// A connection whose client takes none of its response for this long
+    /// is closed.
+    pub send_timeout: Duration,
     /// A GET stream that carried no message this long is ended (the client
     /// reconnects when it wants one again).
     pub sse_idle_timeout: Duration,
@@ -43,6 +48,7 @@ impl Default for ListenerSettings {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             sse_idle_timeout: DEFAULT_SSE_IDLE_TIMEOUT,
             max_connections: None,
             max_get_streams: None,

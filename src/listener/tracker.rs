@@ -31,6 +31,9 @@ pub struct ListenerStats {
     pub header_timeouts: AtomicU64,
     /// Kept-alive connections closed for idling too long.
     pub idle_timeouts: AtomicU64,
+    /// Connections closed because the client took none of its response
+    /// within the send timeout.
+    pub send_timeouts: AtomicU64,
     /// Idle connections closed to make room for a waiting newcomer.
     pub evicted: AtomicU64,
     /// Times the connection limit was reached (episodes, not refusals).
@@ -213,6 +216,14 @@ impl ConnHandle {
     /// Fires when the table closes this connection.
     pub(crate) fn close_requested(&self) -> &CancellationToken {
         &self.entry.close
+    }
+
+    /// Counts this connection as closed by the send timeout.
+    pub(crate) fn count_send_timeout(&self) {
+        self.tracker
+            .stats
+            .send_timeouts
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Marks a request in flight until the guard (held by the response
