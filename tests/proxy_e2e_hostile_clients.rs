@@ -14,6 +14,10 @@
 //! The proxy never hits `EMFILE` (`stdiopool_accept_errors_total` stays 0):
 //! the connection limit keeps client sockets below the fd budget.
 //!
+//! Smaller tests pin the other client-controlled phases: a body trickled past
+//! `--body-read-timeout`, a client that stops reading its response
+//! (`--send-timeout`), and the soft fd limit raised to the hard one at start.
+//!
 //! Every wait is bounded; the two flood tests take turns (one flood at a time on a
 //! small CI machine). This binary makes itself a child subreaper so that a
 //! leaked server process would be re-parented here and seen.
