@@ -11,6 +11,7 @@ pub mod app;
 pub mod config;
 pub mod framing;
 pub mod jsonrpc;
+pub mod listener;
 pub(crate) mod metrics;
 pub mod pool;
 pub(crate) mod proxy;

@@ -21,13 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt as _;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounting::{self, Accounting, AccountingError, FdBudget};
+use crate::accounting::{self, Accounting, AccountingError};
 use crate::config::{Config, Mode};
+use crate::listener::{FdBudgetError, ListenerPlan};
 use crate::metrics::Metrics;
 use crate::pool::{Manager, Pool};
 use crate::proxy::mcp::record::record_requests;
@@ -55,6 +55,10 @@ pub enum ServeError {
     /// The pool would need more file descriptors than `RLIMIT_NOFILE` allows.
     #[error(transparent)]
     FdBudget(#[from] AccountingError),
+    /// `RLIMIT_NOFILE` leaves no room for client connections after the
+    /// server processes' reserve.
+    #[error(transparent)]
+    Listener(#[from] FdBudgetError),
     /// Serving HTTP failed.
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
@@ -67,6 +71,7 @@ pub struct Proxy {
     state: Arc<McpState>,
     app: Router,
     accounting: Arc<Accounting>,
+    listening: ListenerPlan,
 }
 
 /// What shutdown found.
@@ -91,20 +96,30 @@ impl Proxy {
     pub async fn start_with(config: Config, demo: DemoServer) -> Result<Proxy, ServeError> {
         let config = Arc::new(config);
         let accounting = Arc::new(Accounting::new());
-        accounting::check_pool_size(config.pool.max_size, FdBudget::default())?;
+        // Raised first, so the check sees the limit the proxy runs with; the
+        // check counts processes as the listener's fd budget does.
+        crate::listener::fd_budget::raise_limit();
+        accounting::check_pool_size(
+            config.pool.max_size,
+            crate::listener::fd_budget::pool_check_budget(),
+        )?;
         let spec = process_spec(&config, demo)?;
         let handshake = config.mode == Mode::Pooled;
         let upstream = upstream_config(&config, spec, &accounting, handshake);
-        let (pool, initialize_result) = start_pool(&config, upstream, handshake).await?;
+        let (pool, initialize_result, per_process) =
+            start_pool(&config, upstream, handshake).await?;
         if let Err(e) = pool.spawn_maintenance() {
             tracing::warn!(error = %e, "pool maintenance not started");
         }
 
+        let listening = ListenerPlan::new(config.listener, config.pool.max_size, per_process)?;
+
         let metrics = Arc::new(Metrics::new());
+        metrics.set_listener_source(Arc::new(listening.snapshot_source()));
         let state = Arc::new(McpState {
             config: config.clone(),
             pool: pool.clone(),
-            sessions: Sessions::default(),
+            sessions: Sessions::with_stream_slots(listening.stream_slots()),
             shutdown: CancellationToken::new(),
             initialize_result,
         });
@@ -120,6 +135,7 @@ impl Proxy {
             state,
             app,
             accounting,
+            listening,
         })
     }
 
@@ -150,13 +166,13 @@ impl Proxy {
             state,
             app,
             accounting,
+            listening,
         } = self;
         let started = state.shutdown.clone();
         let trigger = state.clone();
-        // TCP_NODELAY: an SSE reply is written as several small pieces (head,
-        // events, end); with Nagle's algorithm each waits for the client's
-        // delayed ACK (~40 ms on Linux), which made every SSE reply take 40 ms+.
-        let server = serve_http(listener, app, async move {
+        // The listener holds the connection limit and the client timeouts
+        // (src/listener); TCP_NODELAY is set there on every connection.
+        let server = listening.serve(listener, app, async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
             trigger.begin_shutdown();
@@ -205,14 +221,18 @@ impl Proxy {
 /// The pool, after the start-up probe: one process must come up and complete
 /// the handshake, or the proxy refuses to start. Session mode probes with its
 /// own process (its pool keeps processes un-initialized for the clients' own
-/// initialize). Returns the server's `InitializeResult` with the pool.
+/// initialize). Returns the server's `InitializeResult` with the pool, and
+/// what one server process costs in fds, measured on the first one (the
+/// listener's fd budget reserves it per pool slot; `listener::fd_budget`).
 async fn start_pool(
     config: &Config,
     upstream: UpstreamConfig,
     handshake: bool,
-) -> Result<(Pool<UpstreamManager>, Value), ServeError> {
+) -> Result<(Pool<UpstreamManager>, Value, u64), ServeError> {
     let ping_timeout = upstream.ping_timeout;
-    Ok(if handshake {
+    let fds_before = accounting::open_fd_count().ok();
+    let fds_with_one;
+    let (pool, result) = if handshake {
         let pool = Pool::new(
             UpstreamManager::new(upstream),
             pool_config(config, ping_timeout),
@@ -227,6 +247,7 @@ async fn start_pool(
             }),
         })?;
         let result = first.initialize_result().clone();
+        fds_with_one = accounting::open_fd_count().ok();
         drop(first);
         (pool, result)
     } else {
@@ -234,6 +255,7 @@ async fn start_pool(
         probe_config.handshake = true;
         let probe = UpstreamManager::new(probe_config);
         let conn = probe.create().await.map_err(ServeError::Startup)?;
+        fds_with_one = accounting::open_fd_count().ok();
         let result = conn.initialize_result().clone();
         drop(conn);
         (
@@ -243,7 +265,12 @@ async fn start_pool(
             ),
             result,
         )
-    })
+    };
+    let per_process = match (fds_before, fds_with_one) {
+        (Some(before), Some(after)) => after.saturating_sub(before) as u64,
+        _ => accounting::FDS_PER_PROCESS,
+    };
+    Ok((pool, result, per_process))
 }
 
 /// The MCP endpoint behind the transport checks, the request-counting layer
@@ -263,27 +290,6 @@ fn routes(config: &Config, state: &Arc<McpState>, metrics: Arc<Metrics>) -> Rout
             record_requests,
         ))
         .merge(ops)
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting
-/// and lets the open requests finish. The one place that runs the HTTP server
-/// (so the listener that adds connection limits can replace it alone).
-fn serve_http(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> impl Future<Output = std::io::Result<()>> + Send {
-    // TCP_NODELAY: an SSE reply is written as several small pieces (head,
-    // events, end); with Nagle's algorithm each waits for the client's
-    // delayed ACK (~40 ms on Linux), which made every SSE reply take 40 ms+.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .into_future()
 }
 
 fn spawn_session_reaper(state: &Arc<McpState>, idle_timeout: Duration) {

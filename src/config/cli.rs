@@ -13,8 +13,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::values::{
-    OptionalCount, OptionalDuration, parse_duration, parse_optional_count, parse_optional_duration,
-    parse_size,
+    OptionalCount, OptionalDuration, parse_auto_count, parse_duration, parse_optional_count,
+    parse_optional_duration, parse_size,
 };
 use super::{LogFormat, Mode};
 use crate::values::ProtocolVersion;
@@ -149,6 +149,34 @@ pub struct Cli {
     /// Unused stderr budget a quiet server process saves up, as time at the two rates above.
     #[arg(long, env = "STDIOPOOL_STDERR_BURST", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub stderr_burst: Duration,
+
+    /// Close a connection that has not sent a complete request head this long after it was accepted.
+    #[arg(long, env = "STDIOPOOL_HEADER_READ_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
+
+    /// Fail (400) a request whose body is not complete this long after its head.
+    #[arg(long, env = "STDIOPOOL_BODY_READ_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub body_read_timeout: Duration,
+
+    /// Close a kept-alive connection with no request for this long.
+    #[arg(long, env = "STDIOPOOL_KEEP_ALIVE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub keep_alive_timeout: Duration,
+
+    /// Close a connection whose client takes none of its response for this long.
+    #[arg(long, env = "STDIOPOOL_SEND_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub send_timeout: Duration,
+
+    /// End a GET stream that carried no message for this long (the client reconnects).
+    #[arg(long, env = "STDIOPOOL_SSE_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub sse_idle_timeout: Duration,
+
+    /// Most client connections at once (auto: what RLIMIT_NOFILE leaves after the server processes' reserve).
+    #[arg(long, env = "STDIOPOOL_MAX_CONNECTIONS", value_name = "N|auto", value_parser = parse_auto_count, default_value = "auto")]
+    pub max_connections: OptionalCount,
+
+    /// Most GET streams open at once (auto: half the connection limit).
+    #[arg(long, env = "STDIOPOOL_MAX_GET_STREAMS", value_name = "N|auto", value_parser = parse_auto_count, default_value = "auto")]
+    pub max_get_streams: OptionalCount,
 
     /// Set a variable in the server's environment (repeatable; STDIOPOOL_ENV holds a single KEY=VALUE). [default: none]
     #[arg(long = "env", env = "STDIOPOOL_ENV", value_name = "KEY=VALUE")]

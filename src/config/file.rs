@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::values::{
-    OptionalCount, OptionalDuration, parse_duration, parse_optional_count, parse_optional_duration,
-    parse_size,
+    OptionalCount, OptionalDuration, parse_auto_count, parse_duration, parse_optional_count,
+    parse_optional_duration, parse_size,
 };
 use super::{ConfigError, LogFormat, Mode};
 
@@ -49,6 +49,7 @@ file_value!(
 );
 file_value!(de_size, u64, parse_size);
 file_value!(de_optional_count, OptionalCount, parse_optional_count);
+file_value!(de_auto_count, OptionalCount, parse_auto_count);
 
 /// The config file's contents: every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +90,20 @@ pub(super) struct FileConfig {
     pub(super) stderr_bytes_per_sec: Option<u64>,
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) stderr_burst: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) header_read_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) body_read_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) keep_alive_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) send_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) sse_idle_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_auto_count")]
+    pub(super) max_connections: Option<OptionalCount>,
+    #[serde(default, deserialize_with = "de_auto_count")]
+    pub(super) max_get_streams: Option<OptionalCount>,
     /// A table `{ KEY = "VALUE" }`.
     pub(super) env: Option<std::collections::BTreeMap<String, String>>,
     pub(super) unset_env: Option<Vec<String>>,

@@ -19,8 +19,8 @@ mod values;
 
 pub use cli::Cli;
 pub use values::{
-    OptionalCount, OptionalDuration, parse_duration, parse_optional_count, parse_optional_duration,
-    parse_size,
+    OptionalCount, OptionalDuration, parse_auto_count, parse_duration, parse_optional_count,
+    parse_optional_duration, parse_size,
 };
 
 use std::ffi::OsString;
@@ -151,6 +151,8 @@ pub struct Config {
     pub log_filter: String,
     /// Version used to initialize pooled processes and offered to clients.
     pub protocol_version: ProtocolVersion,
+    /// Bounds on client connections and GET streams (`docs/PROXY.md`, "Limits").
+    pub listener: crate::listener::ListenerSettings,
 }
 
 /// Why a configuration was refused.

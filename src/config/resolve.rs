@@ -85,6 +85,20 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         });
     }
 
+    let listener = crate::listener::ListenerSettings {
+        header_read_timeout: nonzero(pick!(header_read_timeout), "header read timeout")?,
+        body_read_timeout: nonzero(pick!(body_read_timeout), "body read timeout")?,
+        keep_alive_timeout: nonzero(pick!(keep_alive_timeout), "keep-alive timeout")?,
+        send_timeout: nonzero(pick!(send_timeout), "send timeout")?,
+        sse_idle_timeout: nonzero(pick!(sse_idle_timeout), "SSE idle timeout")?,
+        max_connections: pick!(max_connections)
+            .0
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        max_get_streams: pick!(max_get_streams)
+            .0
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+
     let max_body = size(pick!(max_body), "max body")?;
     let max_frame = size(pick!(max_frame), "max frame")?;
 
@@ -201,6 +215,7 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         log_format: pick!(log_format),
         log_filter: pick!(log_filter),
         protocol_version,
+        listener,
     })
 }
 

@@ -65,6 +65,19 @@ pub fn parse_optional_count(s: &str) -> Result<OptionalCount, String> {
     }
 }
 
+/// A positive count, or `auto` (derived at start-up).
+pub fn parse_auto_count(s: &str) -> Result<OptionalCount, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(OptionalCount(None)),
+        t => match t.parse::<u64>() {
+            Ok(0) | Err(_) => Err(format!(
+                "{s:?} is not a count (expected a positive number or \"auto\")"
+            )),
+            Ok(n) => Ok(OptionalCount(Some(n))),
+        },
+    }
+}
+
 /// A duration that may be switched off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OptionalDuration(pub Option<Duration>);

@@ -23,6 +23,7 @@ use super::sessions::{Session, spawn_router};
 use super::sse::{accepted, json_reply, sse_stream, with_session_id};
 use super::{Admitted, ConnSource, McpState, Shared, admit, forward, pool_error, upstream_gone};
 use crate::jsonrpc::Id;
+use crate::listener::idle_bounded;
 use crate::metrics::{METHOD_GET_STREAM, Outcome};
 use crate::pool::Pooled;
 use crate::proxy::transport::error::ProxyError;
@@ -125,10 +126,13 @@ async fn get_mcp(State(st): Shared, get: McpGet) -> Response {
             .sessions
             .get(&get.session)
             .ok_or(ProxyError::SessionNotFound)?;
-        session.open_stream()
+        let slot = st.sessions.stream_slot()?;
+        Ok((session.open_stream()?, slot))
     })()
-    .map(|mut rx| {
+    .map(|(mut rx, slot)| {
         let source = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|v| raw(&v));
+        // The slot goes with the stream; a silent stream ends (listener::streams).
+        let source = idle_bounded(source, st.config.listener.sse_idle_timeout, slot);
         Reply::Done(sse_stream(source, st.config.sse_keep_alive), Outcome::Ok)
     });
     respond(METHOD_GET_STREAM, result)

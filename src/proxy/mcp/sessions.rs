@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::jsonrpc::{ErrorObject, Id, error_response};
+use crate::listener::{StreamSlot, StreamSlots};
 use crate::pool::Pooled;
 use crate::proxy::transport::error::ProxyError;
 use crate::proxy::transport::session_id::SessionId;
@@ -292,9 +293,28 @@ async fn refuse_upstream(session: &Session, message: ServerMessage) {
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     map: Mutex<HashMap<SessionId, Arc<Session>>>,
+    /// The cap on GET streams open at once (`--max-get-streams`).
+    stream_slots: StreamSlots,
 }
 
 impl Sessions {
+    /// No session yet; at most `stream_slots` GET streams at once.
+    pub(crate) fn with_stream_slots(stream_slots: StreamSlots) -> Sessions {
+        Sessions {
+            map: Mutex::default(),
+            stream_slots,
+        }
+    }
+
+    /// A GET stream slot, held by the stream for as long as it is open.
+    pub(crate) fn stream_slot(&self) -> Result<StreamSlot, ProxyError> {
+        self.stream_slots
+            .try_take()
+            .ok_or(ProxyError::TooManyStreams {
+                limit: self.stream_slots.limit(),
+            })
+    }
+
     pub(crate) fn insert(&self, session: Arc<Session>) {
         lock(&self.map).insert(session.id, session);
     }

@@ -109,6 +109,13 @@ pub enum ProxyError {
         /// Suggested client back-off.
         retry_after: Duration,
     },
+    /// 503 / -32000 with `Retry-After`: as many GET streams are open as
+    /// `--max-get-streams` allows.
+    #[error("Service Unavailable: {limit} GET streams are open, the most this proxy allows")]
+    TooManyStreams {
+        /// The limit in force.
+        limit: u64,
+    },
     /// 503 / -32000 with `Retry-After`: the proxy is draining for shutdown.
     #[error("Service Unavailable: the proxy is shutting down")]
     ShuttingDown,
@@ -136,6 +143,7 @@ impl ProxyError {
             ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::PoolExhausted { .. }
             | ProxyError::UpstreamUnavailable { .. }
+            | ProxyError::TooManyStreams { .. }
             | ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -172,6 +180,7 @@ impl ProxyError {
             ProxyError::UnsupportedMediaType => "unsupported_media_type",
             ProxyError::PoolExhausted { .. } => "pool_exhausted",
             ProxyError::UpstreamUnavailable { .. } => "upstream_unavailable",
+            ProxyError::TooManyStreams { .. } => "too_many_streams",
             ProxyError::ShuttingDown => "shutting_down",
             ProxyError::Internal(_) => "internal",
         }
@@ -182,6 +191,7 @@ impl ProxyError {
         match self {
             ProxyError::PoolExhausted { .. }
             | ProxyError::UpstreamUnavailable { .. }
+            | ProxyError::TooManyStreams { .. }
             | ProxyError::ShuttingDown => crate::metrics::Outcome::Unavailable,
             _ => crate::metrics::Outcome::Rejected,
         }
@@ -236,7 +246,7 @@ impl IntoResponse for ProxyError {
                     HeaderValue::from(retry_after_secs(*retry_after)),
                 );
             }
-            ProxyError::ShuttingDown => {
+            ProxyError::ShuttingDown | ProxyError::TooManyStreams { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             }
             _ => {}

@@ -74,7 +74,22 @@ impl ProxyProcess {
     /// Starts `stdiopool --listen 127.0.0.1:0 <args>` and waits for its
     /// banner; if it exits first, returns how it exited and what it said.
     pub fn launch(args: &[String]) -> Result<ProxyProcess, StartFailure> {
-        let mut child = Command::new(BIN)
+        Self::launch_via(&[], args)
+    }
+
+    /// [`ProxyProcess::launch`] through `prefix`, a program that execs the
+    /// proxy in its own place (such as `prlimit --nofile=256:256`), so the
+    /// pid is still the proxy's.
+    pub fn launch_via(prefix: &[&str], args: &[String]) -> Result<ProxyProcess, StartFailure> {
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
