@@ -36,8 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 use self::calls::{Ending, raw};
 use self::record::{Reply, Tally, respond};
-use self::sessions::Session;
 pub(crate) use self::sessions::Sessions;
+use self::sessions::{EndReason, Session};
 use super::transport::error::ProxyError;
 use super::transport::message::MessageKind;
 use super::transport::negotiate::ReplyFormat;
@@ -233,18 +233,21 @@ async fn forward(
     tally: Tally,
 ) -> Result<Reply, ProxyError> {
     let timeout = st.config.request_timeout;
-    let session = session.clone();
     let label = request.method.clone();
     let request_id = request.id.clone();
     let done = move |ending: Ending| tally.record(&label, ending.outcome());
+    // Registered before the reply starts, so a session ended (evicted) in
+    // the meantime is answered 404, which tells the client to start anew.
+    let begun = match session.begin(&request.id) {
+        Ok(guard) => Ok(guard),
+        Err(ProxyError::SessionNotFound) => return Err(ProxyError::SessionNotFound),
+        Err(e) => Err(e.to_string()),
+    };
     let work = move |events: Option<tokio::sync::mpsc::Sender<Value>>| async move {
-        let guard = match session.begin(&request.id) {
+        let guard = match begun {
             Ok(guard) => guard,
-            Err(e) => {
-                let error = error_response(
-                    Some(&request.id),
-                    ErrorObject::invalid_request(e.to_string()),
-                );
+            Err(why) => {
+                let error = error_response(Some(&request.id), ErrorObject::invalid_request(why));
                 return (error, Ending::Answered { error: true });
             }
         };
@@ -274,7 +277,7 @@ fn local_answer(id: &Id, result: Value) -> Reply {
 
 /// DELETE: ends the session (in session mode its process is destroyed).
 async fn delete(State(st): Shared, del: McpDelete) -> Response {
-    let result = match st.sessions.remove(&del.session) {
+    let result = match st.sessions.remove(&del.session, EndReason::Delete) {
         Some(_) => Ok(Reply::Done(
             axum::http::StatusCode::OK.into_response(),
             Outcome::Ok,

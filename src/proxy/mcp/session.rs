@@ -24,12 +24,13 @@ use super::sse::{accepted, json_reply, sse_stream, with_session_id};
 use super::{Admitted, ConnSource, McpState, Shared, admit, forward, pool_error, upstream_gone};
 use crate::jsonrpc::Id;
 use crate::metrics::{METHOD_GET_STREAM, Outcome};
-use crate::pool::Pooled;
+use crate::pool::{PoolError, Pooled, TimeoutStage};
 use crate::proxy::transport::error::ProxyError;
 use crate::proxy::transport::negotiate::ReplyFormat;
 use crate::proxy::transport::request::{ALLOW_WITH_GET, McpGet, McpPost, with_method_fallback};
 use crate::proxy::transport::session_id::SessionId;
 use crate::upstream::connection::{Connection, OutgoingRequest};
+use crate::upstream::manager::UpstreamManager;
 
 /// POST, GET (the server's stream) and DELETE.
 pub(super) fn routes() -> MethodRouter<Arc<McpState>> {
@@ -93,7 +94,7 @@ async fn initialize(
     let session_id = SessionId::generate()?;
     // A warm spawned process, not yet initialized: the client's own
     // initialize is its handshake.
-    let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
+    let conn = checkout(st).await?;
     let messages = conn.take_server_messages();
     let never = CancellationToken::new();
     let request = OutgoingRequest { id, method, params };
@@ -113,6 +114,25 @@ async fn initialize(
         with_session_id(reply, &session_id),
         Outcome::Ok,
     ))
+}
+
+/// A process for a new session. When every process has a session and
+/// eviction is on, the session idle longest (nothing in flight) is ended
+/// first; either way the new session then waits, in the pool's fair queue,
+/// for a process up to `--wait-timeout` (then 503). Each `initialize` that
+/// finds the pool full ends at most one session, so concurrent ones make
+/// room for each other without ending more sessions than they need.
+async fn checkout(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
+    match st.pool.try_get().await {
+        Ok(conn) => return Ok(conn),
+        Err(PoolError::Timeout(TimeoutStage::Wait)) => {
+            if st.config.session_eviction && !st.sessions.evict_idlest() {
+                tracing::debug!("every server process has a session with a request in flight");
+            }
+        }
+        Err(e) => return Err(pool_error(st, e)),
+    }
+    st.pool.get().await.map_err(|e| pool_error(st, e))
 }
 
 /// GET: opens the session's stream of server messages.

@@ -16,6 +16,7 @@
 //!   the server sends").
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -128,6 +129,12 @@ impl Session {
     pub(crate) fn begin(self: &Arc<Self>, id: &Id) -> Result<InflightGuard, ProxyError> {
         let cancel = self.ended.child_token();
         let mut inflight = lock(&self.inflight);
+        // Checked under the lock eviction holds while it ends a session, so a
+        // request either registers first (and the session is not evicted) or
+        // finds the session gone (and its client gets 404).
+        if self.ended.is_cancelled() {
+            return Err(ProxyError::SessionNotFound);
+        }
         if inflight.contains_key(id) {
             return Err(ProxyError::InvalidRequest(format!(
                 "request id {id} is already in use by a request in flight in this session"
@@ -237,6 +244,27 @@ impl Session {
         lock(&self.get_stream).take();
     }
 
+    /// Ends the session if nothing is in flight, atomically with respect to
+    /// [`Session::begin`]; returns whether it did.
+    fn end_if_idle(&self) -> bool {
+        let inflight = lock(&self.inflight);
+        if !inflight.is_empty() {
+            return false;
+        }
+        self.ended.cancel();
+        drop(inflight);
+        self.end();
+        true
+    }
+
+    /// When the last request of the session ended (or it began), if none is
+    /// in flight now. An open GET stream does not count: it only listens.
+    fn quiet_since(&self) -> Option<Instant> {
+        lock(&self.inflight)
+            .is_empty()
+            .then(|| *lock(&self.last_active))
+    }
+
     /// `Some(since)` when nothing is in flight and no GET stream is open.
     fn idle_since(&self) -> Option<Instant> {
         let busy = !lock(&self.inflight).is_empty()
@@ -288,10 +316,43 @@ async fn refuse_upstream(session: &Session, message: ServerMessage) {
     }
 }
 
+/// Why a session ended (the `reason` label of `stdiopool_sessions_ended_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndReason {
+    /// No request for `--session-idle-timeout`.
+    IdleTimeout,
+    /// Ended to make room for a new session when every process had one.
+    Pressure,
+    /// The client's DELETE.
+    Delete,
+    /// Its server process exited or broke.
+    ProcessExit,
+}
+
+impl EndReason {
+    const ALL: [EndReason; 4] = [
+        EndReason::IdleTimeout,
+        EndReason::Pressure,
+        EndReason::Delete,
+        EndReason::ProcessExit,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::Pressure => "pressure",
+            EndReason::Delete => "delete",
+            EndReason::ProcessExit => "process_exit",
+        }
+    }
+}
+
 /// All sessions of the proxy.
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     map: Mutex<HashMap<SessionId, Arc<Session>>>,
+    /// Sessions ended, indexed by `EndReason as usize` (the order of [`EndReason::ALL`]).
+    ended: [AtomicU64; 4],
 }
 
 impl Sessions {
@@ -305,16 +366,59 @@ impl Sessions {
         let session = lock(&self.map).get(id).cloned()?;
         if session.conn().is_some_and(Connection::is_broken) {
             tracing::info!(session = ?id, "the session's server process is gone; ending the session");
-            self.remove(id);
+            self.remove(id, EndReason::ProcessExit);
             return None;
         }
         Some(session)
     }
 
-    pub(crate) fn remove(&self, id: &SessionId) -> Option<Arc<Session>> {
+    pub(crate) fn remove(&self, id: &SessionId, reason: EndReason) -> Option<Arc<Session>> {
         let session = lock(&self.map).remove(id)?;
         session.end();
+        self.count(reason);
         Some(session)
+    }
+
+    fn count(&self, reason: EndReason) {
+        self.ended[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sessions ended so far, by reason.
+    pub(crate) fn ended_counts(&self) -> [(EndReason, u64); 4] {
+        EndReason::ALL.map(|r| (r, self.ended[r as usize].load(Ordering::Relaxed)))
+    }
+
+    /// Pressure: ends the session whose last request ended longest ago,
+    /// among those with no request in flight (an open GET stream does not
+    /// protect a session: it only listens). Its id is answered 404 from now
+    /// on, its GET stream ends, and its process is destroyed once the last
+    /// reference goes (at once: nothing is in flight). Returns whether a
+    /// session was ended.
+    pub(crate) fn evict_idlest(&self) -> bool {
+        let mut map = lock(&self.map);
+        let mut candidates: Vec<(Instant, SessionId)> = map
+            .values()
+            .filter_map(|s| s.quiet_since().map(|since| (since, s.id)))
+            .collect();
+        candidates.sort_by_key(|(since, _)| *since);
+        for (since, id) in candidates {
+            // A request may have begun since the look above: then skip it.
+            let ended = map.get(&id).is_some_and(|s| s.end_if_idle());
+            if ended {
+                let session = map.remove(&id);
+                drop(map);
+                self.count(EndReason::Pressure);
+                tracing::info!(
+                    session = ?id,
+                    idle_ms = since.elapsed().as_millis() as u64,
+                    "every server process has a session: ending the one idle longest to make room"
+                );
+                // The process goes here, outside the store's lock.
+                drop(session);
+                return true;
+            }
+        }
+        false
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -324,18 +428,24 @@ impl Sessions {
     /// Ends sessions idle longer than `timeout`; returns how many.
     pub(crate) fn reap_idle(&self, timeout: Duration) -> usize {
         let now = Instant::now();
-        let idle: Vec<SessionId> = lock(&self.map)
+        let idle: Vec<(SessionId, EndReason)> = lock(&self.map)
             .values()
-            .filter(|s| {
-                s.idle_since()
+            .filter_map(|s| {
+                if s.conn().is_some_and(Connection::is_broken) {
+                    Some((s.id, EndReason::ProcessExit))
+                } else if s
+                    .idle_since()
                     .is_some_and(|since| now.duration_since(since) >= timeout)
-                    || s.conn().is_some_and(Connection::is_broken)
+                {
+                    Some((s.id, EndReason::IdleTimeout))
+                } else {
+                    None
+                }
             })
-            .map(|s| s.id)
             .collect();
-        for id in &idle {
-            tracing::info!(session = ?id, "session idle or its process gone: ending it");
-            self.remove(id);
+        for (id, reason) in &idle {
+            tracing::info!(session = ?id, reason = reason.label(), "ending the session");
+            self.remove(id, *reason);
         }
         idle.len()
     }
@@ -356,5 +466,99 @@ impl Sessions {
         for session in all {
             session.end();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn session() -> Arc<Session> {
+        Session::new(SessionId::generate().unwrap(), None)
+    }
+
+    fn store(sessions: &[&Arc<Session>]) -> Sessions {
+        let store = Sessions::default();
+        for s in sessions {
+            store.insert(Arc::clone(s));
+        }
+        store
+    }
+
+    fn ended(store: &Sessions, reason: EndReason) -> u64 {
+        store
+            .ended_counts()
+            .into_iter()
+            .find(|(r, _)| *r == reason)
+            .map(|(_, n)| n)
+            .unwrap()
+    }
+
+    #[test]
+    fn eviction_ends_the_session_quiet_longest_and_counts_it() {
+        let (old, new) = (session(), session());
+        *lock(&old.last_active) = Instant::now() - Duration::from_secs(60);
+        let store = store(&[&old, &new]);
+        assert!(store.evict_idlest());
+        assert!(store.get(&old.id).is_none(), "the oldest is gone");
+        assert!(store.get(&new.id).is_some(), "the newer one stays");
+        assert!(old.ended.is_cancelled());
+        assert_eq!(ended(&store, EndReason::Pressure), 1);
+    }
+
+    #[test]
+    fn a_session_with_a_request_in_flight_is_never_evicted() {
+        let (busy, quiet) = (session(), session());
+        *lock(&busy.last_active) = Instant::now() - Duration::from_secs(60);
+        let store = store(&[&busy, &quiet]);
+        let guard = busy.begin(&Id::from(1_u64)).unwrap();
+        assert!(store.evict_idlest(), "the quiet one makes room");
+        assert!(store.get(&quiet.id).is_none());
+        assert!(!store.evict_idlest(), "nothing left that may be ended");
+        assert!(store.get(&busy.id).is_some());
+        assert!(!guard.cancel_token().is_cancelled());
+        drop(guard);
+        assert!(store.evict_idlest(), "once its request is over, it may go");
+        assert_eq!(store.len(), 0);
+    }
+
+    #[test]
+    fn an_open_get_stream_does_not_protect_a_session_from_eviction() {
+        let listening = session();
+        let rx = listening.open_stream().unwrap();
+        let store = store(&[&listening]);
+        assert!(store.evict_idlest());
+        assert!(rx.is_closed() || lock(&listening.get_stream).is_none());
+        assert!(
+            lock(&listening.get_stream).is_none(),
+            "its stream is closed"
+        );
+    }
+
+    #[test]
+    fn a_request_arriving_after_eviction_finds_the_session_gone() {
+        let s = session();
+        let store = store(&[&s]);
+        assert!(store.evict_idlest());
+        assert!(matches!(
+            s.begin(&Id::from(1_u64)),
+            Err(ProxyError::SessionNotFound)
+        ));
+        assert!(matches!(s.open_stream(), Err(ProxyError::SessionNotFound)));
+    }
+
+    #[test]
+    fn end_reasons_are_counted_apart() {
+        let (a, b) = (session(), session());
+        let store = store(&[&a, &b]);
+        store.remove(&a.id, EndReason::Delete);
+        assert!(store.remove(&a.id, EndReason::Delete).is_none());
+        *lock(&b.last_active) = Instant::now() - Duration::from_secs(10);
+        assert_eq!(store.reap_idle(Duration::from_secs(5)), 1);
+        assert_eq!(ended(&store, EndReason::Delete), 1);
+        assert_eq!(ended(&store, EndReason::IdleTimeout), 1);
+        assert_eq!(ended(&store, EndReason::Pressure), 0);
+        assert_eq!(ended(&store, EndReason::ProcessExit), 0);
     }
 }
