@@ -11,7 +11,9 @@
 # (@modelcontextprotocol/server-everything, mcp-server-time) starts the proxy on a free
 # 127.0.0.1 port, waits for /healthz and /readyz, runs the Python SDK client (Client(url) in
 # auto mode, and streamable_http_client + ClientSession) and the TypeScript SDK client
-# (StreamableHTTPClientTransport + terminateSession()), then stops the proxy with SIGTERM and
+# (StreamableHTTPClientTransport + terminateSession()) — in session mode with server-everything
+# also 100 TypeScript sessions that never DELETE and a Python client whose session is evicted
+# (ts_sessions.mjs, py_evicted.py) — then stops the proxy with SIGTERM and
 # checks that it exits 0 and leaves none of its children alive. Then the conformance suite runs
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
 # tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline.
@@ -36,7 +38,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -347,6 +349,14 @@ else
             fi
             url="http://127.0.0.1:$proxy_port/mcp"
             client_cells "$label" "$mode" "$url" "${tool[@]}" "${extra[@]}"
+            if [[ "$mode" == session && "$server" == everything ]]; then
+                # Clients that never DELETE (docs/PROXY.md, "Sessions under pressure"): 100 of
+                # them in a row on this small pool, then an evicted one that starts anew.
+                run_cell "typescript SDK, 100 sessions" "$label" "$mode" 600 "$out/$mode-$server-ts-sessions.log" \
+                    "$node" "$here/ts_sessions.mjs" "$url" --tool "${tool[0]}" --args "${tool[1]}" --expect "${tool[2]}" --count 100
+                run_cell "python evicted session, 404, anew" "$label" "$mode" 120 "$out/$mode-$server-py-evicted.log" \
+                    "$py" "$here/py_evicted.py" "$url" --pool-size "${INTEROP_POOL_SIZE:-2}" --tool "${tool[0]}" --args "${tool[1]}" --expect "${tool[2]}"
+            fi
             stop_cell "$label" "$mode" "$out/stop-$mode-$server.log"
         done
         selected "$mode" conformance || continue
