@@ -21,6 +21,7 @@ mod calls;
 mod initialize;
 mod pooled;
 pub(crate) mod record;
+pub(crate) mod relay;
 mod session;
 mod sessions;
 pub mod sse;
@@ -243,6 +244,7 @@ async fn forward(
         Err(ProxyError::SessionNotFound) => return Err(ProxyError::SessionNotFound),
         Err(e) => Err(e.to_string()),
     };
+    let session = session.clone();
     let work = move |events: Option<tokio::sync::mpsc::Sender<Value>>| async move {
         let guard = match begun {
             Ok(guard) => guard,
@@ -258,7 +260,15 @@ async fn forward(
             );
             return (error, Ending::UpstreamFailed);
         };
-        let outcome = calls::call(conn, request, events, timeout, guard.cancel_token()).await;
+        let cancel = guard.cancel_token();
+        let outcome = match &source {
+            // A pooled process is this request's alone while it runs: what
+            // it asks now is for this client (`relay.rs`).
+            ConnSource::Pooled(_) => {
+                relay::call(conn, &session, request, events, timeout, cancel).await
+            }
+            ConnSource::Session(_) => calls::call(conn, request, events, timeout, cancel).await,
+        };
         drop(guard);
         drop(source); // a pooled connection goes back (or is destroyed if broken)
         outcome

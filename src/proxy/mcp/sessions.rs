@@ -17,13 +17,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::relay::Relays;
 use crate::jsonrpc::{ErrorObject, Id, error_response};
 use crate::pool::Pooled;
 use crate::proxy::transport::error::ProxyError;
@@ -61,6 +62,11 @@ pub(crate) struct Session {
     backlog: Mutex<VecDeque<Backlogged>>,
     last_active: Mutex<Instant>,
     ended: CancellationToken,
+    /// Pooled mode: the client's `initialize` params (its capabilities say
+    /// which server requests may be relayed to it).
+    client_initialize: OnceLock<Value>,
+    /// Pooled mode: server requests relayed to this client, awaiting answers.
+    relays: Relays,
 }
 
 impl std::fmt::Debug for Session {
@@ -112,7 +118,26 @@ impl Session {
             backlog: Mutex::new(VecDeque::new()),
             last_active: Mutex::new(Instant::now()),
             ended: CancellationToken::new(),
+            client_initialize: OnceLock::new(),
+            relays: Relays::default(),
         })
+    }
+
+    /// Pooled mode: a session whose client initialized with `params`.
+    pub(crate) fn pooled(id: SessionId, params: Option<Value>) -> Arc<Self> {
+        let session = Self::new(id, None);
+        let _ = session.client_initialize.set(params.unwrap_or(Value::Null));
+        session
+    }
+
+    /// Pooled mode: the client's `initialize` params.
+    pub(crate) fn client_initialize(&self) -> Option<&Value> {
+        self.client_initialize.get()
+    }
+
+    /// Pooled mode: server requests relayed to this client.
+    pub(crate) fn relays(&self) -> &Relays {
+        &self.relays
     }
 
     /// The session's own process (session mode).
