@@ -15,6 +15,7 @@
 # also 100 TypeScript sessions that never DELETE and a Python client whose session is evicted
 # (ts_sessions.mjs, py_evicted.py) — then stops the proxy with SIGTERM and
 # checks that it exits 0 and leaves none of its children alive. Then the conformance suite runs
+# (after py_sampling.py in pooled mode: a sampling request relayed during a pooled tools/call)
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
 # tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline.
 #
@@ -38,7 +39,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -376,6 +377,12 @@ else
             # resources/updated, through the proxy, with the Python SDK.
             run_cell "python fixture_check" conformance_server.py "$mode" 120 "$out/$mode-fixture-check.log" \
                 "$py" "$here/fixture_check.py" "$url"
+        fi
+        if [[ "$mode" == pooled ]]; then
+            # A server's sampling request during a pooled tools/call, relayed to the Python SDK
+            # client that made the call; and refused at once for a client without the capability.
+            run_cell "python sampling relay" conformance_server.py "$mode" 120 "$out/$mode-sampling.log" \
+                "$py" "$here/py_sampling.py" "$url"
         fi
         conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
         stop_cell conformance_server.py "$mode" "$out/stop-$mode-conformance.log"
