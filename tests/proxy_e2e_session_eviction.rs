@@ -180,3 +180,56 @@ async fn every_way_a_session_ends_is_counted_by_reason() {
     assert_eq!(ended(&m, "pressure"), 0.0);
     assert_eq!(m.get("stdiopool_sessions"), 0.0);
 }
+
+#[tokio::test]
+async fn a_long_quiet_session_is_ended_to_keep_a_warm_spare_for_the_next_session() {
+    // A tenth of the idle timeout (200 ms) of quiet lets a session go early
+    // for a spare; its open GET stream keeps the idle timeout off it.
+    let proxy = session_proxy("2", &["--min-idle", "1", "--session-idle-timeout", "2s"]);
+    let quiet = Mcp::connect(&proxy).await;
+    let quiet_pid = quiet.pid().await;
+    let get = quiet
+        .request(Method::GET)
+        .header("accept", "text/event-stream")
+        .open()
+        .await;
+    assert_eq!(get.status, StatusCode::OK);
+    proxy
+        .wait_metrics("a warm spare next to the quiet session", |m| {
+            m.get("stdiopool_pool_idle") == 1.0 && m.get("stdiopool_pool_size") == 2.0
+        })
+        .await;
+    // Quiet for longer than the 200 ms a spare may take.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+    // The newcomer takes the spare; the pool is full with none left, so the
+    // quiet session goes and a new spare is warmed.
+    let newcomer = Mcp::connect(&proxy).await;
+    let newcomer_pid = newcomer.pid().await;
+    assert!(
+        wait_gone(quiet_pid).await,
+        "the quiet session's process lives on"
+    );
+    let m = proxy
+        .wait_metrics("a spare warmed after the eviction", |m| {
+            m.get("stdiopool_pool_idle") == 1.0 && ended(m, "pressure") == 1.0
+        })
+        .await;
+    assert_eq!(m.get("stdiopool_sessions"), 1.0);
+    let reply = quiet.call_tool_reply("pid", json!({})).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    // The next session is served from that spare: a process that was
+    // already running, not one spawned for it.
+    let warm: Vec<u32> = e2e_support::descendants(proxy.pid())
+        .iter()
+        .map(|p| p.pid)
+        .filter(|pid| *pid != newcomer_pid)
+        .collect();
+    let next = Mcp::connect(&proxy).await;
+    let next_pid = next.pid().await;
+    assert!(
+        warm.contains(&next_pid),
+        "pid {next_pid} was spawned for the session, not warm before it ({warm:?})"
+    );
+}

@@ -9,6 +9,7 @@
 //! answered as not found.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Response;
@@ -123,17 +124,42 @@ async fn initialize(
 /// finds the pool full ends at most one session, so concurrent ones make
 /// room for each other without ending more sessions than they need.
 async fn checkout(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
-    match st.pool.try_get().await {
-        Ok(conn) => return Ok(conn),
+    let conn = match st.pool.try_get().await {
+        Ok(conn) => conn,
         Err(PoolError::Timeout(TimeoutStage::Wait)) => {
-            if st.config.session_eviction && !st.sessions.evict_idlest() {
+            if st.config.session_eviction && !st.sessions.evict_idlest(Duration::ZERO) {
                 tracing::debug!("every server process has a session with a request in flight");
             }
+            st.pool.get().await.map_err(|e| pool_error(st, e))?
         }
         Err(e) => return Err(pool_error(st, e)),
-    }
-    st.pool.get().await.map_err(|e| pool_error(st, e))
+    };
+    keep_a_spare(st);
+    Ok(conn)
 }
+
+/// After a session took a process: if that left the pool full with no warm
+/// spare, end a session quiet for a tenth of `--session-idle-timeout` (30 s
+/// by default), so the pool warms a spare and the next `initialize` does not
+/// pay a spawn. Only sessions that long quiet: ending one active a moment
+/// ago would have two clients taking turns end each other's sessions.
+fn keep_a_spare(st: &McpState) {
+    if !st.config.session_eviction || st.config.pool.min_idle == 0 {
+        return;
+    }
+    let status = st.pool.status();
+    if status.idle > 0 || status.size < status.max {
+        return;
+    }
+    let quiet_for = st.config.session_idle_timeout / SPARE_AFTER_IDLE_FRACTION;
+    if st.sessions.evict_idlest(quiet_for) {
+        tracing::debug!("ended a long-quiet session to keep a warm spare");
+    }
+}
+
+/// A session quiet for `--session-idle-timeout` / this may be ended to keep
+/// a warm spare while every process has a session.
+const SPARE_AFTER_IDLE_FRACTION: u32 = 10;
 
 /// GET: opens the session's stream of server messages.
 async fn get_mcp(State(st): Shared, get: McpGet) -> Response {

@@ -414,16 +414,18 @@ impl Sessions {
     }
 
     /// Pressure: ends the session whose last request ended longest ago,
-    /// among those with no request in flight (an open GET stream does not
-    /// protect a session: it only listens). Its id is answered 404 from now
-    /// on, its GET stream ends, and its process is destroyed once the last
-    /// reference goes (at once: nothing is in flight). Returns whether a
-    /// session was ended.
-    pub(crate) fn evict_idlest(&self) -> bool {
+    /// among those with no request in flight and quiet for at least
+    /// `quiet_for` (an open GET stream does not protect a session: it only
+    /// listens). Its id is answered 404 from now on, its GET stream ends, and
+    /// its process is destroyed once the last reference goes (at once:
+    /// nothing is in flight). Returns whether a session was ended.
+    pub(crate) fn evict_idlest(&self, quiet_for: Duration) -> bool {
         let mut map = lock(&self.map);
+        let now = Instant::now();
         let mut candidates: Vec<(Instant, SessionId)> = map
             .values()
             .filter_map(|s| s.quiet_since().map(|since| (since, s.id)))
+            .filter(|(since, _)| now.duration_since(*since) >= quiet_for)
             .collect();
         candidates.sort_by_key(|(since, _)| *since);
         for (since, id) in candidates {
@@ -436,7 +438,7 @@ impl Sessions {
                 tracing::info!(
                     session = ?id,
                     idle_ms = since.elapsed().as_millis() as u64,
-                    "every server process has a session: ending the one idle longest to make room"
+                    "every server process has a session: ending the one idle longest"
                 );
                 // The process goes here, outside the store's lock.
                 drop(session);
@@ -525,11 +527,25 @@ mod tests {
         let (old, new) = (session(), session());
         *lock(&old.last_active) = Instant::now() - Duration::from_secs(60);
         let store = store(&[&old, &new]);
-        assert!(store.evict_idlest());
+        assert!(store.evict_idlest(Duration::ZERO));
         assert!(store.get(&old.id).is_none(), "the oldest is gone");
         assert!(store.get(&new.id).is_some(), "the newer one stays");
         assert!(old.ended.is_cancelled());
         assert_eq!(ended(&store, EndReason::Pressure), 1);
+    }
+
+    #[test]
+    fn a_spare_is_made_only_from_a_session_quiet_long_enough() {
+        let (quiet, recent) = (session(), session());
+        *lock(&quiet.last_active) = Instant::now() - Duration::from_secs(60);
+        let store = store(&[&quiet, &recent]);
+        assert!(store.evict_idlest(Duration::from_secs(30)));
+        assert!(store.get(&quiet.id).is_none());
+        assert!(
+            !store.evict_idlest(Duration::from_secs(30)),
+            "a session active a moment ago is kept"
+        );
+        assert!(store.get(&recent.id).is_some());
     }
 
     #[test]
@@ -538,13 +554,22 @@ mod tests {
         *lock(&busy.last_active) = Instant::now() - Duration::from_secs(60);
         let store = store(&[&busy, &quiet]);
         let guard = busy.begin(&Id::from(1_u64)).unwrap();
-        assert!(store.evict_idlest(), "the quiet one makes room");
+        assert!(
+            store.evict_idlest(Duration::ZERO),
+            "the quiet one makes room"
+        );
         assert!(store.get(&quiet.id).is_none());
-        assert!(!store.evict_idlest(), "nothing left that may be ended");
+        assert!(
+            !store.evict_idlest(Duration::ZERO),
+            "nothing left that may be ended"
+        );
         assert!(store.get(&busy.id).is_some());
         assert!(!guard.cancel_token().is_cancelled());
         drop(guard);
-        assert!(store.evict_idlest(), "once its request is over, it may go");
+        assert!(
+            store.evict_idlest(Duration::ZERO),
+            "once its request is over, it may go"
+        );
         assert_eq!(store.len(), 0);
     }
 
@@ -553,7 +578,7 @@ mod tests {
         let listening = session();
         let rx = listening.open_stream().unwrap();
         let store = store(&[&listening]);
-        assert!(store.evict_idlest());
+        assert!(store.evict_idlest(Duration::ZERO));
         assert!(rx.is_closed() || lock(&listening.get_stream).is_none());
         assert!(
             lock(&listening.get_stream).is_none(),
@@ -565,7 +590,7 @@ mod tests {
     fn a_request_arriving_after_eviction_finds_the_session_gone() {
         let s = session();
         let store = store(&[&s]);
-        assert!(store.evict_idlest());
+        assert!(store.evict_idlest(Duration::ZERO));
         assert!(matches!(
             s.begin(&Id::from(1_u64)),
             Err(ProxyError::SessionNotFound)
