@@ -182,6 +182,10 @@ async fn session_mode_answers_503_with_retry_after_when_every_process_has_a_sess
             "1",
             "--wait-timeout",
             "300ms",
+            // The 503 path: with eviction on, the idle holder would be ended
+            // (tests/proxy_e2e_session_eviction.rs).
+            "--session-eviction",
+            "off",
         ],
         &[],
     );

@@ -636,3 +636,31 @@ async fn with_a_subscriber_a_server_request_during_the_only_call_travels_on_its_
     assert!(server.try_recv().is_err(), "nothing went to the subscriber");
     conn.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_relaying_connection_sends_a_server_request_on_the_only_calls_stream_without_a_subscriber()
+ {
+    let acc = Arc::new(Accounting::new());
+    let conn = connect(&acc, None).await;
+    // Without relaying (and no subscriber) the request would be refused
+    // -32601 and never reach `rx`.
+    conn.relay_server_requests();
+    let (tx, mut rx) = mpsc::channel(16);
+    let answer = async {
+        let request: serde_json::Value = rx.recv().await.unwrap();
+        assert_eq!(request["method"], "roots/list");
+        conn.respond_now(json!({"jsonrpc": "2.0", "id": request["id"], "result": {"roots": [{"uri": "file:///relayed"}]}}))
+            .unwrap();
+    };
+    let (resp, ()) = tokio::time::timeout(
+        LIMIT,
+        futures_util::future::join(
+            conn.call(tool(1i64, "ask_roots", json!({})), Some(tx)),
+            answer,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(text(&resp.unwrap()).contains("file:///relayed"));
+    conn.shutdown().await;
+}

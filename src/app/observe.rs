@@ -51,6 +51,12 @@ pub(super) fn metrics_source(
                 wait_timeouts: counters.timeouts,
             };
             snapshot.sessions = state.session_count() as u64;
+            snapshot.sessions_ended = state
+                .sessions
+                .ended_counts()
+                .into_iter()
+                .map(|(reason, n)| (reason.label().into(), n))
+                .collect();
         }
         let life = accounting.snapshot();
         snapshot.processes = ProcessSnapshot {

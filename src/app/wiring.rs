@@ -81,6 +81,12 @@ pub(super) fn upstream_config(
     upstream.handshake = handshake;
     upstream.handshake_timeout = config.pool.create_timeout;
     upstream.max_frame = config.max_frame;
+    if handshake {
+        // Pooled processes may ask what the proxy can relay to the client
+        // of the request they serve (docs/PROXY.md, "Server requests in
+        // pooled mode").
+        upstream.client_capabilities = crate::proxy::mcp::relay::relayed_capabilities();
+    }
     upstream
 }
 

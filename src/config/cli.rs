@@ -113,6 +113,10 @@ pub struct Cli {
     #[arg(long, env = "STDIOPOOL_SESSION_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
     pub session_idle_timeout: Duration,
 
+    /// Session mode: when a new session finds every process held by a session, end the session idle longest (on) or answer 503 (off).
+    #[arg(long, env = "STDIOPOOL_SESSION_EVICTION", value_name = "on|off", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "on")]
+    pub session_eviction: bool,
+
     /// On SIGINT/SIGTERM, time in-flight requests get before processes are stopped.
     #[arg(long, env = "STDIOPOOL_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,

@@ -75,6 +75,7 @@ pub(super) struct FileConfig {
     pub(super) wait_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) session_idle_timeout: Option<Duration>,
+    pub(super) session_eviction: Option<bool>,
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) shutdown_grace: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]

@@ -129,6 +129,10 @@ pub struct Config {
     pub request_timeout: Duration,
     /// A session idle this long is ended (its process destroyed in session mode).
     pub session_idle_timeout: Duration,
+    /// Session mode: a new session that finds every process held by a
+    /// session ends the one idle longest (none in flight) instead of waiting
+    /// for a free process and answering 503 (docs/PROXY.md, "Sessions").
+    pub session_eviction: bool,
     /// On SIGINT/SIGTERM, in-flight requests get this long before processes are stopped.
     pub shutdown_grace: Duration,
     /// Interval of SSE keep-alive comments. `None`: off.

@@ -191,6 +191,7 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         },
         request_timeout,
         session_idle_timeout,
+        session_eviction: pick!(session_eviction),
         shutdown_grace: pick!(shutdown_grace),
         sse_keep_alive,
         max_body,

@@ -197,6 +197,9 @@ pub struct Snapshot {
     pub processes: ProcessSnapshot,
     /// Open MCP sessions.
     pub sessions: u64,
+    /// MCP sessions ended, by reason (`idle_timeout`, `pressure`, `delete`,
+    /// `process_exit`); the reasons are the proxy's fixed set.
+    pub sessions_ended: Vec<(Cow<'static, str>, u64)>,
     /// Open file descriptors of the proxy (`None` if unknown).
     pub open_fds: Option<u64>,
     /// `RLIMIT_NOFILE` soft limit (`None` if unknown).
@@ -520,6 +523,19 @@ impl Collector for SnapshotCollector {
         )?;
 
         gauge(e, "stdiopool_sessions", "Open MCP sessions", s.sessions)?;
+        {
+            let c = ConstCounter::new(0u64);
+            let mut family = e.encode_descriptor(
+                "stdiopool_sessions_ended",
+                "MCP sessions ended, by reason",
+                None,
+                c.metric_type(),
+            )?;
+            for (reason, count) in &s.sessions_ended {
+                let labels = [("reason", reason.as_ref())];
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
         if let Some(fds) = s.open_fds {
             gauge(
                 e,

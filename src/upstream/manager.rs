@@ -2,8 +2,9 @@
 //!
 //! `create` spawns a process, wraps it in a [`Connection`] and (unless the
 //! handshake is turned off for session mode) runs MCP's `initialize` /
-//! `notifications/initialized` with no client capabilities, so the server
-//! never sends requests no pooled client could answer. Without the handshake
+//! `notifications/initialized` declaring only the client capabilities the
+//! caller relays (`UpstreamConfig::client_capabilities`; none by default), so
+//! the server never sends requests no pooled client could answer. Without the handshake
 //! (session mode), a process that dies before serving any call counts as a
 //! failed creation: the next `create` returns that failure (command, cause,
 //! stderr tail), so the pool backs off instead of respawning a command that
@@ -53,6 +54,11 @@ pub struct UpstreamConfig {
     pub ping_timeout: Duration,
     /// Where spawns, exits and restarts are counted.
     pub accounting: Arc<Accounting>,
+    /// The `capabilities` the handshake declares. Non-empty: the caller
+    /// relays the server's requests for them to its own clients while a
+    /// request is in flight, so the connection lets them travel on that
+    /// request's stream (`Connection::relay_server_requests`).
+    pub client_capabilities: serde_json::Map<String, serde_json::Value>,
 }
 
 impl UpstreamConfig {
@@ -68,6 +74,7 @@ impl UpstreamConfig {
             ping_after_idle: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(5),
             accounting,
+            client_capabilities: serde_json::Map::new(),
         }
     }
 }
@@ -293,7 +300,7 @@ impl UpstreamManager {
             "initialize",
             Some(json!({
                 "protocolVersion": self.config.protocol_version,
-                "capabilities": {},
+                "capabilities": self.config.client_capabilities,
                 "clientInfo": {"name": "stdiopool", "version": env!("CARGO_PKG_VERSION")},
             })),
         );
@@ -306,6 +313,9 @@ impl UpstreamManager {
                     match conn.notify("notifications/initialized", None).await {
                         Ok(()) => {
                             conn.set_initialize_result(result);
+                            if !self.config.client_capabilities.is_empty() {
+                                conn.relay_server_requests();
+                            }
                             return Ok(conn);
                         }
                         Err(e) => Failure::Closed(e),

@@ -11,8 +11,11 @@
 # (@modelcontextprotocol/server-everything, mcp-server-time) starts the proxy on a free
 # 127.0.0.1 port, waits for /healthz and /readyz, runs the Python SDK client (Client(url) in
 # auto mode, and streamable_http_client + ClientSession) and the TypeScript SDK client
-# (StreamableHTTPClientTransport + terminateSession()), then stops the proxy with SIGTERM and
+# (StreamableHTTPClientTransport + terminateSession()) — in session mode with server-everything
+# also 100 TypeScript sessions that never DELETE and a Python client whose session is evicted
+# (ts_sessions.mjs, py_evicted.py) — then stops the proxy with SIGTERM and
 # checks that it exits 0 and leaves none of its children alive. Then the conformance suite runs
+# (after py_sampling.py in pooled mode: a sampling request relayed during a pooled tools/call)
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
 # tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline.
 #
@@ -20,9 +23,9 @@
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
 # bounded in time; every process started here is killed on exit.
 #
-# Knobs: INTEROP_POOL_SIZE (default 2), INTEROP_CONFORMANCE_SESSIONS (session-mode pool size for
-# the suite, default 40), INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything,
-# pooled/conformance).
+# Knobs: INTEROP_POOL_SIZE (default 2; the client rows), INTEROP_CONFORMANCE_POOL_SIZE (the
+# suite's rows; default: none given, so the proxy's own default, the number of CPUs),
+# INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything, pooled/conformance).
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -36,7 +39,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -148,13 +151,15 @@ proxy_pid=""
 proxy_port=""
 proxy_log=""
 # start_proxy <mode> <pool-size> <log> <cmd...>: start stdiopool in front of cmd; wait for
-# /healthz, then /readyz.
+# /healthz, then /readyz. An empty pool size leaves the proxy's default.
 start_proxy() {
     local mode="$1" size="$2"
     proxy_log="$3"
     shift 3
     proxy_port="$(free_port)"
-    "$bin" --listen "127.0.0.1:$proxy_port" --mode "$mode" --pool-size "$size" \
+    local sizing=()
+    [[ -n "$size" ]] && sizing=(--pool-size "$size")
+    "$bin" --listen "127.0.0.1:$proxy_port" --mode "$mode" "${sizing[@]}" \
         --log-filter info -- "$@" >"$proxy_log" 2>&1 &
     proxy_pid=$!
     own_pids+=("$proxy_pid")
@@ -345,15 +350,22 @@ else
             fi
             url="http://127.0.0.1:$proxy_port/mcp"
             client_cells "$label" "$mode" "$url" "${tool[@]}" "${extra[@]}"
+            if [[ "$mode" == session && "$server" == everything ]]; then
+                # Clients that never DELETE (docs/PROXY.md, "Sessions under pressure"): 100 of
+                # them in a row on this small pool, then an evicted one that starts anew.
+                run_cell "typescript SDK, 100 sessions" "$label" "$mode" 600 "$out/$mode-$server-ts-sessions.log" \
+                    "$node" "$here/ts_sessions.mjs" "$url" --tool "${tool[0]}" --args "${tool[1]}" --expect "${tool[2]}" --count 100
+                run_cell "python evicted session, 404, anew" "$label" "$mode" 120 "$out/$mode-$server-py-evicted.log" \
+                    "$py" "$here/py_evicted.py" "$url" --pool-size "${INTEROP_POOL_SIZE:-2}" --tool "${tool[0]}" --args "${tool[1]}" --expect "${tool[2]}"
+            fi
             stop_cell "$label" "$mode" "$out/stop-$mode-$server.log"
         done
         selected "$mode" conformance || continue
-        # The suite opens a fresh session per scenario (31) and never ends one (no DELETE), so in
-        # session mode each keeps its own process until --session-idle-timeout: the pool must
-        # hold them all, as it would for that many concurrent clients.
-        size="${INTEROP_POOL_SIZE:-2}"
-        [[ "$mode" == session ]] && size="${INTEROP_CONFORMANCE_SESSIONS:-40}"
-        echo "---- $mode mode, conformance fixture: stdiopool --mode $mode --pool-size $size -- ${fixture_cmd[*]}"
+        # The suite opens a fresh session per scenario (31) and never ends one (no DELETE), as a
+        # user's clients would: at the default pool size, session mode must make room by ending
+        # the sessions idle longest (session eviction, docs/PROXY.md), not by a bigger pool.
+        size="${INTEROP_CONFORMANCE_POOL_SIZE:-}"
+        echo "---- $mode mode, conformance fixture: stdiopool --mode $mode ${size:+--pool-size $size }-- ${fixture_cmd[*]}"
         if ! start_proxy "$mode" "$size" "$out/proxy-$mode-conformance.log" "${fixture_cmd[@]}" >"$out/start-$mode-conformance.log" 2>&1; then
             record "stdiopool start" conformance_server.py "$mode" FAIL "$(tail -n 1 "$out/start-$mode-conformance.log")"
             abandon_proxy
@@ -365,6 +377,12 @@ else
             # resources/updated, through the proxy, with the Python SDK.
             run_cell "python fixture_check" conformance_server.py "$mode" 120 "$out/$mode-fixture-check.log" \
                 "$py" "$here/fixture_check.py" "$url"
+        fi
+        if [[ "$mode" == pooled ]]; then
+            # A server's sampling request during a pooled tools/call, relayed to the Python SDK
+            # client that made the call; and refused at once for a client without the capability.
+            run_cell "python sampling relay" conformance_server.py "$mode" 120 "$out/$mode-sampling.log" \
+                "$py" "$here/py_sampling.py" "$url"
         fi
         conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
         stop_cell conformance_server.py "$mode" "$out/stop-$mode-conformance.log"

@@ -21,6 +21,7 @@ mod calls;
 mod initialize;
 mod pooled;
 pub(crate) mod record;
+pub(crate) mod relay;
 mod session;
 mod sessions;
 pub mod sse;
@@ -36,8 +37,8 @@ use tokio_util::sync::CancellationToken;
 
 use self::calls::{Ending, raw};
 use self::record::{Reply, Tally, respond};
-use self::sessions::Session;
 pub(crate) use self::sessions::Sessions;
+use self::sessions::{EndReason, Session};
 use super::transport::error::ProxyError;
 use super::transport::message::MessageKind;
 use super::transport::negotiate::ReplyFormat;
@@ -233,18 +234,22 @@ async fn forward(
     tally: Tally,
 ) -> Result<Reply, ProxyError> {
     let timeout = st.config.request_timeout;
-    let session = session.clone();
     let label = request.method.clone();
     let request_id = request.id.clone();
     let done = move |ending: Ending| tally.record(&label, ending.outcome());
+    // Registered before the reply starts, so a session ended (evicted) in
+    // the meantime is answered 404, which tells the client to start anew.
+    let begun = match session.begin(&request.id) {
+        Ok(guard) => Ok(guard),
+        Err(ProxyError::SessionNotFound) => return Err(ProxyError::SessionNotFound),
+        Err(e) => Err(e.to_string()),
+    };
+    let session = session.clone();
     let work = move |events: Option<tokio::sync::mpsc::Sender<Value>>| async move {
-        let guard = match session.begin(&request.id) {
+        let guard = match begun {
             Ok(guard) => guard,
-            Err(e) => {
-                let error = error_response(
-                    Some(&request.id),
-                    ErrorObject::invalid_request(e.to_string()),
-                );
+            Err(why) => {
+                let error = error_response(Some(&request.id), ErrorObject::invalid_request(why));
                 return (error, Ending::Answered { error: true });
             }
         };
@@ -255,7 +260,15 @@ async fn forward(
             );
             return (error, Ending::UpstreamFailed);
         };
-        let outcome = calls::call(conn, request, events, timeout, guard.cancel_token()).await;
+        let cancel = guard.cancel_token();
+        let outcome = match &source {
+            // A pooled process is this request's alone while it runs: what
+            // it asks now is for this client (`relay.rs`).
+            ConnSource::Pooled(_) => {
+                relay::call(conn, &session, request, events, timeout, cancel).await
+            }
+            ConnSource::Session(_) => calls::call(conn, request, events, timeout, cancel).await,
+        };
         drop(guard);
         drop(source); // a pooled connection goes back (or is destroyed if broken)
         outcome
@@ -274,7 +287,7 @@ fn local_answer(id: &Id, result: Value) -> Reply {
 
 /// DELETE: ends the session (in session mode its process is destroyed).
 async fn delete(State(st): Shared, del: McpDelete) -> Response {
-    let result = match st.sessions.remove(&del.session) {
+    let result = match st.sessions.remove(&del.session, EndReason::Delete) {
         Some(_) => Ok(Reply::Done(
             axum::http::StatusCode::OK.into_response(),
             Outcome::Ok,

@@ -40,7 +40,7 @@ async fn post_mcp(State(st): Shared, tally: Tally, post: McpPost) -> Response {
 
 async fn handle(st: &McpState, post: McpPost, tally: Tally) -> Result<Reply, ProxyError> {
     match admit(st, post)? {
-        Admitted::Initialize { id, params, .. } => initialize(st, &id, params.as_ref()),
+        Admitted::Initialize { id, params, .. } => initialize(st, &id, params),
         Admitted::Request { session, request } => {
             pooled_request(st, &session, request, tally).await
         }
@@ -48,23 +48,27 @@ async fn handle(st: &McpState, post: McpPost, tally: Tally) -> Result<Reply, Pro
         // notifications (roots/list_changed, ...) concern per-session state
         // that shared processes do not keep.
         Admitted::Notification { .. } => Ok(Reply::Done(accepted(), Outcome::Ok)),
-        // Only session mode forwards server requests to clients.
-        Admitted::Response { .. } => {
-            tracing::debug!(
-                "pooled mode: a client response with no server request to answer; ignored"
-            );
+        // The answer to a server request relayed during one of this
+        // client's requests (`relay.rs`), while that request is in flight.
+        Admitted::Response { session, message } => {
+            if !session.relays().answer(message.into_value()) {
+                tracing::debug!(
+                    "pooled mode: a client response to no relayed server request in flight; ignored"
+                );
+            }
             Ok(Reply::Done(accepted(), Outcome::Ok))
         }
     }
 }
 
-fn initialize(st: &McpState, id: &Id, params: Option<&Value>) -> Result<Reply, ProxyError> {
+fn initialize(st: &McpState, id: &Id, params: Option<Value>) -> Result<Reply, ProxyError> {
     let session_id = SessionId::generate()?;
     let requested = params
+        .as_ref()
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str);
     let result = pooled_initialize_result(&st.initialize_result, requested);
-    st.sessions.insert(Session::new(session_id, None));
+    st.sessions.insert(Session::pooled(session_id, params));
     let reply = json_reply(raw(&response(id, result)));
     Ok(Reply::Done(
         with_session_id(reply, &session_id),

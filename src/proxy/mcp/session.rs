@@ -9,6 +9,7 @@
 //! answered as not found.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Response;
@@ -25,12 +26,13 @@ use super::{Admitted, ConnSource, McpState, Shared, admit, forward, pool_error, 
 use crate::jsonrpc::Id;
 use crate::listener::idle_bounded;
 use crate::metrics::{METHOD_GET_STREAM, Outcome};
-use crate::pool::Pooled;
+use crate::pool::{PoolError, Pooled, TimeoutStage};
 use crate::proxy::transport::error::ProxyError;
 use crate::proxy::transport::negotiate::ReplyFormat;
 use crate::proxy::transport::request::{ALLOW_WITH_GET, McpGet, McpPost, with_method_fallback};
 use crate::proxy::transport::session_id::SessionId;
 use crate::upstream::connection::{Connection, OutgoingRequest};
+use crate::upstream::manager::UpstreamManager;
 
 /// POST, GET (the server's stream) and DELETE.
 pub(super) fn routes() -> MethodRouter<Arc<McpState>> {
@@ -94,7 +96,7 @@ async fn initialize(
     let session_id = SessionId::generate()?;
     // A warm spawned process, not yet initialized: the client's own
     // initialize is its handshake.
-    let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
+    let conn = checkout(st).await?;
     let messages = conn.take_server_messages();
     let never = CancellationToken::new();
     let request = OutgoingRequest { id, method, params };
@@ -115,6 +117,50 @@ async fn initialize(
         Outcome::Ok,
     ))
 }
+
+/// A process for a new session. When every process has a session and
+/// eviction is on, the session idle longest (nothing in flight) is ended
+/// first; either way the new session then waits, in the pool's fair queue,
+/// for a process up to `--wait-timeout` (then 503). Each `initialize` that
+/// finds the pool full ends at most one session, so concurrent ones make
+/// room for each other without ending more sessions than they need.
+async fn checkout(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
+    let conn = match st.pool.try_get().await {
+        Ok(conn) => conn,
+        Err(PoolError::Timeout(TimeoutStage::Wait)) => {
+            if st.config.session_eviction && !st.sessions.evict_idlest(Duration::ZERO) {
+                tracing::debug!("every server process has a session with a request in flight");
+            }
+            st.pool.get().await.map_err(|e| pool_error(st, e))?
+        }
+        Err(e) => return Err(pool_error(st, e)),
+    };
+    keep_a_spare(st);
+    Ok(conn)
+}
+
+/// After a session took a process: if that left the pool full with no warm
+/// spare, end a session quiet for a tenth of `--session-idle-timeout` (30 s
+/// by default), so the pool warms a spare and the next `initialize` does not
+/// pay a spawn. Only sessions that long quiet: ending one active a moment
+/// ago would have two clients taking turns end each other's sessions.
+fn keep_a_spare(st: &McpState) {
+    if !st.config.session_eviction || st.config.pool.min_idle == 0 {
+        return;
+    }
+    let status = st.pool.status();
+    if status.idle > 0 || status.size < status.max {
+        return;
+    }
+    let quiet_for = st.config.session_idle_timeout / SPARE_AFTER_IDLE_FRACTION;
+    if st.sessions.evict_idlest(quiet_for) {
+        tracing::debug!("ended a long-quiet session to keep a warm spare");
+    }
+}
+
+/// A session quiet for `--session-idle-timeout` / this may be ended to keep
+/// a warm spare while every process has a session.
+const SPARE_AFTER_IDLE_FRACTION: u32 = 10;
 
 /// GET: opens the session's stream of server messages.
 async fn get_mcp(State(st): Shared, get: McpGet) -> Response {

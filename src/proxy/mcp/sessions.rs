@@ -16,13 +16,15 @@
 //!   the server sends").
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::relay::Relays;
 use crate::jsonrpc::{ErrorObject, Id, error_response};
 use crate::listener::{StreamSlot, StreamSlots};
 use crate::pool::Pooled;
@@ -61,6 +63,11 @@ pub(crate) struct Session {
     backlog: Mutex<VecDeque<Backlogged>>,
     last_active: Mutex<Instant>,
     ended: CancellationToken,
+    /// Pooled mode: the client's `initialize` params (its capabilities say
+    /// which server requests may be relayed to it).
+    client_initialize: OnceLock<Value>,
+    /// Pooled mode: server requests relayed to this client, awaiting answers.
+    relays: Relays,
 }
 
 impl std::fmt::Debug for Session {
@@ -112,7 +119,26 @@ impl Session {
             backlog: Mutex::new(VecDeque::new()),
             last_active: Mutex::new(Instant::now()),
             ended: CancellationToken::new(),
+            client_initialize: OnceLock::new(),
+            relays: Relays::default(),
         })
+    }
+
+    /// Pooled mode: a session whose client initialized with `params`.
+    pub(crate) fn pooled(id: SessionId, params: Option<Value>) -> Arc<Self> {
+        let session = Self::new(id, None);
+        let _ = session.client_initialize.set(params.unwrap_or(Value::Null));
+        session
+    }
+
+    /// Pooled mode: the client's `initialize` params.
+    pub(crate) fn client_initialize(&self) -> Option<&Value> {
+        self.client_initialize.get()
+    }
+
+    /// Pooled mode: server requests relayed to this client.
+    pub(crate) fn relays(&self) -> &Relays {
+        &self.relays
     }
 
     /// The session's own process (session mode).
@@ -129,6 +155,12 @@ impl Session {
     pub(crate) fn begin(self: &Arc<Self>, id: &Id) -> Result<InflightGuard, ProxyError> {
         let cancel = self.ended.child_token();
         let mut inflight = lock(&self.inflight);
+        // Checked under the lock eviction holds while it ends a session, so a
+        // request either registers first (and the session is not evicted) or
+        // finds the session gone (and its client gets 404).
+        if self.ended.is_cancelled() {
+            return Err(ProxyError::SessionNotFound);
+        }
         if inflight.contains_key(id) {
             return Err(ProxyError::InvalidRequest(format!(
                 "request id {id} is already in use by a request in flight in this session"
@@ -238,6 +270,27 @@ impl Session {
         lock(&self.get_stream).take();
     }
 
+    /// Ends the session if nothing is in flight, atomically with respect to
+    /// [`Session::begin`]; returns whether it did.
+    fn end_if_idle(&self) -> bool {
+        let inflight = lock(&self.inflight);
+        if !inflight.is_empty() {
+            return false;
+        }
+        self.ended.cancel();
+        drop(inflight);
+        self.end();
+        true
+    }
+
+    /// When the last request of the session ended (or it began), if none is
+    /// in flight now. An open GET stream does not count: it only listens.
+    fn quiet_since(&self) -> Option<Instant> {
+        lock(&self.inflight)
+            .is_empty()
+            .then(|| *lock(&self.last_active))
+    }
+
     /// `Some(since)` when nothing is in flight and no GET stream is open.
     fn idle_since(&self) -> Option<Instant> {
         let busy = !lock(&self.inflight).is_empty()
@@ -289,20 +342,53 @@ async fn refuse_upstream(session: &Session, message: ServerMessage) {
     }
 }
 
+/// Why a session ended (the `reason` label of `stdiopool_sessions_ended_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndReason {
+    /// No request for `--session-idle-timeout`.
+    IdleTimeout,
+    /// Ended to make room for a new session when every process had one.
+    Pressure,
+    /// The client's DELETE.
+    Delete,
+    /// Its server process exited or broke.
+    ProcessExit,
+}
+
+impl EndReason {
+    const ALL: [EndReason; 4] = [
+        EndReason::IdleTimeout,
+        EndReason::Pressure,
+        EndReason::Delete,
+        EndReason::ProcessExit,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::Pressure => "pressure",
+            EndReason::Delete => "delete",
+            EndReason::ProcessExit => "process_exit",
+        }
+    }
+}
+
 /// All sessions of the proxy.
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     map: Mutex<HashMap<SessionId, Arc<Session>>>,
     /// The cap on GET streams open at once (`--max-get-streams`).
     stream_slots: StreamSlots,
+    /// Sessions ended, indexed by `EndReason as usize` (the order of [`EndReason::ALL`]).
+    ended: [AtomicU64; 4],
 }
 
 impl Sessions {
     /// No session yet; at most `stream_slots` GET streams at once.
     pub(crate) fn with_stream_slots(stream_slots: StreamSlots) -> Sessions {
         Sessions {
-            map: Mutex::default(),
             stream_slots,
+            ..Sessions::default()
         }
     }
 
@@ -325,16 +411,61 @@ impl Sessions {
         let session = lock(&self.map).get(id).cloned()?;
         if session.conn().is_some_and(Connection::is_broken) {
             tracing::info!(session = ?id, "the session's server process is gone; ending the session");
-            self.remove(id);
+            self.remove(id, EndReason::ProcessExit);
             return None;
         }
         Some(session)
     }
 
-    pub(crate) fn remove(&self, id: &SessionId) -> Option<Arc<Session>> {
+    pub(crate) fn remove(&self, id: &SessionId, reason: EndReason) -> Option<Arc<Session>> {
         let session = lock(&self.map).remove(id)?;
         session.end();
+        self.count(reason);
         Some(session)
+    }
+
+    fn count(&self, reason: EndReason) {
+        self.ended[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sessions ended so far, by reason.
+    pub(crate) fn ended_counts(&self) -> [(EndReason, u64); 4] {
+        EndReason::ALL.map(|r| (r, self.ended[r as usize].load(Ordering::Relaxed)))
+    }
+
+    /// Pressure: ends the session whose last request ended longest ago,
+    /// among those with no request in flight and quiet for at least
+    /// `quiet_for` (an open GET stream does not protect a session: it only
+    /// listens). Its id is answered 404 from now on, its GET stream ends, and
+    /// its process is destroyed once the last reference goes (at once:
+    /// nothing is in flight). Returns whether a session was ended.
+    pub(crate) fn evict_idlest(&self, quiet_for: Duration) -> bool {
+        let mut map = lock(&self.map);
+        let now = Instant::now();
+        let mut candidates: Vec<(Instant, SessionId)> = map
+            .values()
+            .filter_map(|s| s.quiet_since().map(|since| (since, s.id)))
+            .filter(|(since, _)| now.duration_since(*since) >= quiet_for)
+            .collect();
+        candidates.sort_by_key(|(since, _)| *since);
+        for (since, id) in candidates {
+            // A request may have begun since the look above: then skip it.
+            let ended = map.get(&id).is_some_and(|s| s.end_if_idle());
+            if ended {
+                let session = map.remove(&id);
+                drop(map);
+                self.count(EndReason::Pressure);
+                tracing::info!(
+                    session = ?id,
+                    idle_ms = since.elapsed().as_millis() as u64,
+                    "every server process has a session: ending the one idle longest"
+                );
+                // The process goes here, outside the store's lock.
+                drop(session);
+                return true;
+            }
+        }
+        false
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -344,18 +475,24 @@ impl Sessions {
     /// Ends sessions idle longer than `timeout`; returns how many.
     pub(crate) fn reap_idle(&self, timeout: Duration) -> usize {
         let now = Instant::now();
-        let idle: Vec<SessionId> = lock(&self.map)
+        let idle: Vec<(SessionId, EndReason)> = lock(&self.map)
             .values()
-            .filter(|s| {
-                s.idle_since()
+            .filter_map(|s| {
+                if s.conn().is_some_and(Connection::is_broken) {
+                    Some((s.id, EndReason::ProcessExit))
+                } else if s
+                    .idle_since()
                     .is_some_and(|since| now.duration_since(since) >= timeout)
-                    || s.conn().is_some_and(Connection::is_broken)
+                {
+                    Some((s.id, EndReason::IdleTimeout))
+                } else {
+                    None
+                }
             })
-            .map(|s| s.id)
             .collect();
-        for id in &idle {
-            tracing::info!(session = ?id, "session idle or its process gone: ending it");
-            self.remove(id);
+        for (id, reason) in &idle {
+            tracing::info!(session = ?id, reason = reason.label(), "ending the session");
+            self.remove(id, *reason);
         }
         idle.len()
     }
@@ -378,3 +515,6 @@ impl Sessions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -194,6 +194,10 @@ struct Shared {
     born: Instant,
     outbox: mpsc::UnboundedSender<Value>,
     server_tx: Mutex<Option<mpsc::Sender<ServerMessage>>>,
+    /// Server requests may travel on the stream of the one request in
+    /// flight although nobody subscribed: the caller relays its clients'
+    /// answers back (pooled mode, `proxy/mcp/relay.rs`).
+    relay: AtomicBool,
     stderr: StderrTailHandle,
 }
 
@@ -313,6 +317,7 @@ impl Connection {
             born: Instant::now(),
             outbox,
             server_tx: Mutex::new(None),
+            relay: AtomicBool::new(false),
             stderr: child.stderr_tail_handle(),
         });
         let closing = CancellationToken::new();
@@ -547,6 +552,20 @@ impl Connection {
     /// belong to the server's id space and are never rewritten).
     pub async fn respond(&self, response: Value) -> Result<(), CallError> {
         self.send_raw(response)
+    }
+
+    /// [`respond`](Self::respond) without waiting (the message is queued for
+    /// the writer), for callers that must answer from a `Drop`.
+    pub fn respond_now(&self, response: Value) -> Result<(), CallError> {
+        self.send_raw(response)
+    }
+
+    /// From now on a server request that arrives while exactly one request
+    /// is in flight goes on that request's `events` (when it has them), as
+    /// with a subscriber: the caller promises to answer it, with
+    /// [`respond`](Self::respond), before that request's call ends.
+    pub fn relay_server_requests(&self) {
+        self.shared.relay.store(true, Ordering::Relaxed);
     }
 
     fn upstream_id_of(&self, client_id: &Id) -> Option<u64> {

@@ -9,6 +9,7 @@
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::process::ChildStdout;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
@@ -131,11 +132,11 @@ fn server_request(shared: &Shared, id: Id, method: String, params: Option<Value>
         return;
     }
     let subscriber = shared.subscriber();
-    // Only a subscribed proxy (session mode) forwards client answers back, so
-    // only then may a server request travel on a client's stream.
-    if subscriber.is_some()
-        && let Some(stream) = sole_request_stream(shared)
-    {
+    // Only a proxy that forwards client answers back (a subscriber in session
+    // mode, a relay in pooled mode) may let a server request travel on a
+    // client's stream.
+    let relayed = subscriber.is_some() || shared.relay.load(Ordering::Relaxed);
+    if relayed && let Some(stream) = sole_request_stream(shared) {
         let message = Message::Request {
             id: id.clone(),
             method: method.clone(),
