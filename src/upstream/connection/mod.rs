@@ -27,7 +27,8 @@
 //! - dropping the `Connection` ends its tasks and stops the process with the
 //!   stop sequence (closing stdin first).
 //!
-//! The tasks live in `writer.rs`, `reader.rs` and `monitor.rs`; this file
+//! The tasks live in `writer.rs`, `reader.rs` and `monitor.rs`, the message
+//! types in `messages.rs`; this file
 //! holds the public types, the in-flight state and the `Connection` API.
 //! See `docs/UPSTREAM.md` ("Connections") for the routing rules and codes.
 
@@ -41,15 +42,18 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Accounting;
-use crate::jsonrpc::{ErrorObject, Id, Message, error_response};
+use crate::jsonrpc::{ErrorObject, Id, Message};
 use crate::upstream::ids;
 
+mod messages;
 mod monitor;
 mod reader;
 mod writer;
+
 use crate::upstream::process::{
     ChildProcess, ExitCause, PendingStop, StderrTailHandle, StopOutcome, StopReason, StopStage,
 };
+pub use messages::{CallError, OutgoingRequest, ServerMessage};
 
 /// Capacity of the server-message channel handed out by
 /// [`Connection::take_server_messages`].
@@ -64,103 +68,6 @@ const EXIT_AFTER_EOF: Duration = Duration::from_millis(500);
 
 /// How long an orderly stop lets the writer flush before it is aborted.
 const WRITER_CLOSE: Duration = Duration::from_secs(1);
-
-/// A client request to send upstream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingRequest {
-    /// The client's id; the response carries it again.
-    pub id: Id,
-    /// The method.
-    pub method: String,
-    /// The params, forwarded unchanged except `_meta.progressToken`.
-    pub params: Option<Value>,
-}
-
-impl OutgoingRequest {
-    /// A request with the given id, method and params.
-    pub fn new(id: impl Into<Id>, method: impl Into<String>, params: Option<Value>) -> Self {
-        Self {
-            id: id.into(),
-            method: method.into(),
-            params,
-        }
-    }
-}
-
-/// Why a call got no response from the server. The error object is ready to
-/// be sent to the client (`to_response`).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CallError {
-    /// The process exited, closed its stdout or its stdin, or the connection
-    /// was shut down (-32000, [`ErrorObject::upstream_closed`]).
-    #[error("{0}")]
-    Closed(ErrorObject),
-    /// The server broke the stream where this answer was due (an oversize
-    /// frame, or an invalid message carrying this request's id) (-32004).
-    #[error("{0}")]
-    Protocol(ErrorObject),
-}
-
-impl CallError {
-    /// The JSON-RPC error object.
-    pub fn error_object(&self) -> &ErrorObject {
-        match self {
-            CallError::Closed(e) | CallError::Protocol(e) => e,
-        }
-    }
-
-    /// A complete error response to the client's request `id`.
-    pub fn to_response(&self, id: &Id) -> Value {
-        error_response(Some(id), self.error_object().clone())
-    }
-}
-
-/// A message the server sent on its own: a request (`roots/list`,
-/// `sampling/createMessage`, `elicitation/create`, ...) that wants an answer
-/// through [`Connection::respond`], or a notification.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ServerMessage {
-    /// A server request; its id is in the server's id space, not rewritten.
-    Request {
-        /// The server's id; the answer must carry it.
-        id: Id,
-        /// The method.
-        method: String,
-        /// The params.
-        params: Option<Value>,
-    },
-    /// A server notification (logging, list changes, progress for a request
-    /// that is no longer in flight, ...).
-    Notification {
-        /// The method.
-        method: String,
-        /// The params.
-        params: Option<Value>,
-    },
-}
-
-impl ServerMessage {
-    /// The method name.
-    pub fn method(&self) -> &str {
-        match self {
-            ServerMessage::Request { method, .. } | ServerMessage::Notification { method, .. } => {
-                method
-            }
-        }
-    }
-
-    /// The message as a JSON-RPC value, ready to forward to a client.
-    pub fn into_value(self) -> Value {
-        match self {
-            ServerMessage::Request { id, method, params } => {
-                Message::Request { id, method, params }.into_value()
-            }
-            ServerMessage::Notification { method, params } => {
-                Message::Notification { method, params }.into_value()
-            }
-        }
-    }
-}
 
 /// A request in flight, keyed by its upstream id.
 #[derive(Debug)]
