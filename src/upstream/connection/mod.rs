@@ -28,8 +28,8 @@
 //!   stop sequence (closing stdin first).
 //!
 //! The tasks live in `writer.rs`, `reader.rs` and `monitor.rs`, the message
-//! types in `messages.rs`; this file
-//! holds the public types, the in-flight state and the `Connection` API.
+//! types in `messages.rs`; this file holds the in-flight state and the
+//! `Connection` API.
 //! See `docs/UPSTREAM.md` ("Connections") for the routing rules and codes.
 
 use std::collections::HashMap;
