@@ -22,6 +22,13 @@ pub trait ReadinessProbe: Send + Sync + 'static {
     /// `Ok` when ready; `Err(reason)` otherwise (e.g. "shutting down",
     /// "no server process could be started: …").
     fn check(&self) -> Result<(), String>;
+
+    /// Standing warnings about how the proxy is set up (e.g. reachable from
+    /// the network without authentication), one line each, shown by
+    /// `/readyz` after its verdict. They do not make it unready.
+    fn warnings(&self) -> &[String] {
+        &[]
+    }
 }
 
 impl<F> ReadinessProbe for F
@@ -65,11 +72,17 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<OpsState>) -> Response {
+    let mut warnings = String::new();
+    for w in state.readiness.warnings() {
+        warnings.push_str("warning: ");
+        warnings.push_str(w);
+        warnings.push('\n');
+    }
     match state.readiness.check() {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(()) => (StatusCode::OK, format!("ready\n{warnings}")).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
+            format!("not ready: {reason}\n{warnings}"),
         )
             .into_response(),
     }
