@@ -14,7 +14,9 @@
 # (StreamableHTTPClientTransport + terminateSession()), then stops the proxy with SIGTERM and
 # checks that it exits 0 and leaves none of its children alive. Then the conformance suite runs
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
-# tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline.
+# tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline. Last, the
+# OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a resource
+# server of a real authorization server.
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -22,7 +24,7 @@
 #
 # Knobs: INTEROP_POOL_SIZE (default 2), INTEROP_CONFORMANCE_SESSIONS (session-mode pool size for
 # the suite, default 40), INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything,
-# pooled/conformance).
+# pooled/conformance, pooled/oauth).
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -36,7 +38,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -369,6 +371,13 @@ else
         conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
         stop_cell conformance_server.py "$mode" "$out/stop-$mode-conformance.log"
     done
+fi
+
+# OAuth: stdiopool as an OAuth resource server between a real authorization server
+# (oidc-provider) and the Python SDK's OAuth client (oauth_interop.sh, docs/DEPLOY.md).
+if ((!self_test)) && selected pooled oauth; then
+    run_cell "python OAuth client_credentials" "time + oidc-provider" pooled 300 "$out/pooled-oauth.log" \
+        bash "$here/oauth_interop.sh" "$bin"
 fi
 
 {
