@@ -150,4 +150,29 @@ mod tests {
         assert_eq!(ct.as_deref(), Some(METRICS_CONTENT_TYPE));
         assert!(body.contains("# TYPE stdiopool_build_info gauge"));
     }
+
+    struct Warned;
+
+    impl ReadinessProbe for Warned {
+        fn check(&self) -> Result<(), String> {
+            Ok(())
+        }
+
+        fn warnings(&self) -> &[String] {
+            static W: std::sync::LazyLock<Vec<String>> =
+                std::sync::LazyLock::new(|| vec!["no authentication".to_owned()]);
+            &W
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_shows_standing_warnings_after_its_verdict() {
+        let app: Router = ops_router(OpsState {
+            metrics: Arc::new(Metrics::new()),
+            readiness: Arc::new(Warned),
+        });
+        let (status, body, _) = get_text(&app, "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "ready\nwarning: no authentication\n");
+    }
 }

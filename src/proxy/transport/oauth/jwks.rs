@@ -328,3 +328,73 @@ fn usable(jwk: &Jwk) -> Option<VerifyingKey> {
         key,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const ED: &str = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"ed"}"#;
+
+    #[test]
+    fn shared_secret_and_encryption_keys_are_dropped() {
+        let set = format!(
+            r#"{{"keys":[{ED},
+                {{"kty":"oct","k":"c2VjcmV0","kid":"hmac","alg":"HS256"}},
+                {{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"enc","use":"enc"}},
+                {{"kty":"XYZ","kid":"unknown-type"}}]}}"#
+        );
+        let keys = parse_set(set.as_bytes(), "test").unwrap();
+        let kids: Vec<_> = keys.iter().map(|k| k.kid.clone()).collect();
+        assert_eq!(kids, vec![Some("ed".to_owned())]);
+        assert!(keys[0].fits(Algorithm::EdDSA));
+        assert!(!keys[0].fits(Algorithm::HS256));
+        assert!(!keys[0].fits(Algorithm::ES256));
+    }
+
+    #[test]
+    fn a_set_without_a_usable_key_is_an_error() {
+        let only_secret = br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#;
+        assert!(matches!(
+            parse_set(only_secret, "t"),
+            Err(JwksError::NoUsableKey(_))
+        ));
+        assert!(matches!(
+            parse_set(b"not json", "t"),
+            Err(JwksError::Parse { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_file_source_is_read_and_reloaded_for_an_unknown_key_once() {
+        let path = std::env::temp_dir().join(format!("stdiopool-jwks-{}.json", std::process::id()));
+        std::fs::write(&path, format!(r#"{{"keys":[{ED}]}}"#)).unwrap();
+        let jwks = Jwks::load(
+            JwksSource::File(path.clone()),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+        assert_eq!(jwks.keys_for(Some("ed"), Algorithm::EdDSA).await.len(), 1);
+        // The key is renamed at the source: the unknown id reloads once…
+        std::fs::write(
+            &path,
+            format!(r#"{{"keys":[{}]}}"#, ED.replace(r#""ed""#, r#""ed2""#)),
+        )
+        .unwrap();
+        assert_eq!(jwks.keys_for(Some("ed2"), Algorithm::EdDSA).await.len(), 1);
+        // …and the next unknown id within the window does not.
+        std::fs::write(
+            &path,
+            format!(r#"{{"keys":[{}]}}"#, ED.replace(r#""ed""#, r#""ed3""#)),
+        )
+        .unwrap();
+        assert!(
+            jwks.keys_for(Some("ed3"), Algorithm::EdDSA)
+                .await
+                .is_empty()
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+}
