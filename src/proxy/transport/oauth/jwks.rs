@@ -85,8 +85,8 @@ impl VerifyingKey {
 struct Loaded {
     keys: Arc<[VerifyingKey]>,
     at: Instant,
-    /// Bumped on every load, so a task that waited for a reload can tell
-    /// that another one already did it.
+    /// Bumped on every load attempt, so a task that waited for a reload can
+    /// tell that another one already tried.
     generation: u64,
 }
 
@@ -185,12 +185,14 @@ impl Jwks {
             }
             Err(e) => {
                 // Keep serving with the keys we have; try again after max_age
-                // or the next rate-limit window.
+                // or the next rate-limit window. Counted as a load, so the
+                // requests that waited for this one do not each try again.
                 let mut loaded = self
                     .loaded
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 loaded.at = Instant::now();
+                loaded.generation += 1;
                 tracing::warn!(error = %e, "OAuth: JWK Set reload failed; keeping the keys loaded before");
             }
         }
