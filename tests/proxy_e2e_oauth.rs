@@ -234,11 +234,20 @@ fn initialize(proxy: &ProxyProcess, token: Option<&str>) -> Req {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_refusal_is_answered_before_any_process() {
+async fn pooled_mode_answers_every_refusal_before_any_process() {
+    every_refusal_is_answered_before_any_process("pooled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_answers_every_refusal_before_any_process() {
+    every_refusal_is_answered_before_any_process("session").await;
+}
+
+async fn every_refusal_is_answered_before_any_process(mode: &str) {
     let rsa = Key::new(Algorithm::RS256, "rsa-1");
     let stranger = Key::new(Algorithm::ES256, "rsa-1");
     let keys = KeysEndpoint::start(&[&rsa]).await;
-    let proxy = start(&keys, &["--oauth-scope", SCOPE]);
+    let proxy = start(&keys, &["--oauth-scope", SCOPE, "--mode", mode]);
     assert_eq!(keys.fetches(), 1, "keys loaded once at start");
     let settled = proxy
         .wait_metrics("the first process warm", |m| {
@@ -373,6 +382,8 @@ async fn every_refusal_is_answered_before_any_process() {
     // a proxy that refuses everything); `scp` as a list counts as scopes.
     let mcp = Mcp::connect_with(&proxy, json!({}), Some(&good)).await;
     assert!(mcp.pid().await > 0);
+    // Session mode: that session holds the only process; end it.
+    assert!(mcp.delete().await.status.is_success());
     let scp = rsa.sign(&with(
         with(good_claims(), "scope", Value::Null),
         "scp",
