@@ -74,11 +74,26 @@ impl ProxyProcess {
     /// Starts `stdiopool --listen 127.0.0.1:0 <args>` and waits for its
     /// banner; if it exits first, returns how it exited and what it said.
     pub fn launch(args: &[String]) -> Result<ProxyProcess, StartFailure> {
-        let mut child = Command::new(BIN)
+        Self::launch_env(args, &[("NO_COLOR", Some("1"))])
+    }
+
+    /// As [`ProxyProcess::launch`], with `env` set (`Some`) or removed
+    /// (`None`) in the proxy's environment instead of `NO_COLOR=1`.
+    pub fn launch_env(
+        args: &[String],
+        env: &[(&str, Option<&str>)],
+    ) -> Result<ProxyProcess, StartFailure> {
+        let mut command = Command::new(BIN);
+        for (key, value) in env {
+            match value {
+                Some(v) => command.env(key, v),
+                None => command.env_remove(key),
+            };
+        }
+        let mut child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
