@@ -247,7 +247,19 @@ async fn every_refusal_is_answered_before_any_process(mode: &str) {
     let rsa = Key::new(Algorithm::RS256, "rsa-1");
     let stranger = Key::new(Algorithm::ES256, "rsa-1");
     let keys = KeysEndpoint::start(&[&rsa]).await;
-    let proxy = start(&keys, &["--oauth-scope", SCOPE, "--mode", mode]);
+    // Debug logging: the level at which refusals and subjects are logged,
+    // so the check that no token reaches the log means something.
+    let proxy = start(
+        &keys,
+        &[
+            "--oauth-scope",
+            SCOPE,
+            "--mode",
+            mode,
+            "--log-filter",
+            "debug",
+        ],
+    );
     assert_eq!(keys.fetches(), 1, "keys loaded once at start");
     let settled = proxy
         .wait_metrics("the first process warm", |m| {
@@ -391,8 +403,18 @@ async fn every_refusal_is_answered_before_any_process(mode: &str) {
     ));
     let reply = initialize(&proxy, Some(&scp)).send().await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    // The token never reaches the log.
-    assert!(!proxy.stderr().contains(&good), "token in the log");
+    // No token reaches the log; the reasons and the subject do.
+    let log = proxy.stderr();
+    for (name, token) in invalid.iter().filter_map(|(n, t)| Some((n, t.as_ref()?))) {
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        assert!(
+            signature.len() < 8 || !log.contains(signature),
+            "{name}: token in the log"
+        );
+    }
+    assert!(!log.contains(&good), "token in the log");
+    assert!(log.contains("Expired"), "refusal reasons not logged");
+    assert!(log.contains("alice@example.test"), "subject not logged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

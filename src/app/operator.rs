@@ -193,5 +193,32 @@ mod tests {
         assert!(exposure_warning(&config(&["--listen", "[::]:8080"])).is_some());
         assert!(exposure_warning(&config(&["--listen", "127.0.0.1:8080"])).is_none());
         assert!(exposure_warning(&config(&["--listen", "[::1]:8080"])).is_none());
+        let token = std::env::temp_dir().join(format!("stdiopool-op-{}", std::process::id()));
+        std::fs::write(&token, "tok\n").unwrap();
+        let with_token = config(&[
+            "--listen",
+            "0.0.0.0:8080",
+            "--auth-token-file",
+            token.to_str().unwrap(),
+        ]);
+        std::fs::remove_file(&token).unwrap();
+        assert!(exposure_warning(&with_token).is_none());
+        let with_oauth = config(&[
+            "--listen",
+            "0.0.0.0:8080",
+            "--public-url",
+            "https://mcp.example.com/mcp",
+            "--oauth-issuer",
+            "https://idp.example.com",
+            "--oauth-jwks-url",
+            "https://idp.example.com/jwks",
+        ]);
+        assert!(exposure_warning(&with_oauth).is_none());
+        let b = banner(&with_oauth, with_oauth.listen, "fixture", &[]);
+        assert!(b.contains("public URL: https://mcp.example.com/mcp"), "{b}");
+        assert!(
+            b.contains("authentication: OAuth access tokens from https://idp.example.com"),
+            "{b}"
+        );
     }
 }
