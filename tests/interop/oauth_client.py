@@ -3,18 +3,26 @@ OAuth client support reaches stdiopool's endpoint, which is an OAuth 2.1
 resource server in front of a stdio MCP server.
 
     oauth_client.py URL ISSUER CLIENT_ID CLIENT_SECRET SCOPE --tool NAME --args JSON --expect TEXT
+                    [--flow client_credentials|authorization_code]
 
 Checks, in order:
   1. without a token, stdiopool answers 401 with a `WWW-Authenticate: Bearer`
      challenge whose `resource_metadata` points at its RFC 9728 metadata, and
      that metadata names URL as the resource and ISSUER as its authorization
      server (plain HTTP, no SDK: what any client sees first);
-  2. `ClientCredentialsOAuthProvider` (the SDK's client_credentials flow) as
-     the httpx auth of `streamable_http_client` + `ClientSession`: the SDK
-     discovers the metadata from the 401, the authorization server's metadata
-     from ISSUER, obtains a token for the resource (RFC 8707 `resource`), and
-     the session initializes, lists tools and calls NAME(JSON), whose text
-     must contain TEXT;
+  2. the SDK's OAuth client as the httpx auth of `streamable_http_client` +
+     `ClientSession`: it discovers the metadata from the 401, the
+     authorization server's metadata from ISSUER, obtains a token for the
+     resource (RFC 8707 `resource`), and the session initializes, lists tools
+     and calls NAME(JSON), whose text must contain TEXT. The flow:
+       client_credentials  `ClientCredentialsOAuthProvider` with CLIENT_ID and
+                           CLIENT_SECRET (registered at the server beforehand);
+       authorization_code  `OAuthClientProvider`: dynamic client registration,
+                           then the authorization-code grant with PKCE; the
+                           "browser" is an HTTP client that follows the
+                           authorization server's redirects (it approves at
+                           once) up to the redirect URI, whose code, state and
+                           iss go back to the SDK (CLIENT_ID/SECRET unused);
   3. the SDK's token is a JWT, the first MCP request was refused for want of
      it and every request after it was authorized (pooled mode's 405 to the
      GET stream is not a refusal).
@@ -35,9 +43,11 @@ import httpx2
 from mcp import ClientSession
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from mcp.client.auth import OAuthClientProvider
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 STEP_TIMEOUT_S = 30
+REDIRECT_URI = "http://localhost:3030/callback"
 
 
 class Mismatch(Exception):
@@ -93,6 +103,37 @@ async def check_challenge(url: str, issuer: str) -> str:
     return m.group(1)
 
 
+class Browser:
+    """Stands in for the user's browser: follows the authorization server's
+    redirects (login and consent are approved at once there) until it is
+    sent to the redirect URI, and hands that redirect's parameters back."""
+
+    def __init__(self) -> None:
+        self.result: AuthorizationCodeResult | None = None
+
+    async def open(self, url: str) -> None:
+        from urllib.parse import parse_qs, urljoin, urlparse
+
+        async with httpx2.AsyncClient(timeout=STEP_TIMEOUT_S, follow_redirects=False) as http:
+            for _ in range(10):
+                r = await http.get(url)
+                location = r.headers.get("location")
+                expect(r.status_code in (302, 303) and location, f"authorization: {r.status_code} {r.text[:300]}")
+                assert location is not None
+                url = urljoin(url, location)
+                if url.startswith(REDIRECT_URI):
+                    q = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+                    expect("code" in q, f"authorization refused: {q}")
+                    self.result = AuthorizationCodeResult(code=q["code"], state=q.get("state"), iss=q.get("iss"))
+                    return
+        raise Mismatch("authorization: too many redirects")
+
+    async def callback(self) -> AuthorizationCodeResult:
+        expect(self.result is not None, "no authorization response")
+        assert self.result is not None
+        return self.result
+
+
 def result_text(result: Any) -> str:
     return "\n".join(getattr(c, "text", "") or "" for c in (getattr(result, "content", None) or []))
 
@@ -102,14 +143,30 @@ async def run(args: argparse.Namespace) -> str:
         metadata_url = await check_challenge(args.url, args.issuer)
 
     storage = MemoryStorage()
-    auth = ClientCredentialsOAuthProvider(
-        server_url=args.url,
-        storage=storage,
-        client_id=args.client_id,
-        client_secret=args.client_secret,
-        scope=args.scope,
-        issuer=args.issuer,
-    )
+    auth: httpx2.Auth
+    if args.flow == "client_credentials":
+        auth = ClientCredentialsOAuthProvider(
+            server_url=args.url,
+            storage=storage,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            scope=args.scope,
+            issuer=args.issuer,
+        )
+    else:
+        browser = Browser()
+        auth = OAuthClientProvider(
+            server_url=args.url,
+            client_metadata=OAuthClientMetadata(
+                client_name="stdiopool interop",
+                redirect_uris=[REDIRECT_URI],
+                grant_types=["authorization_code", "refresh_token"],
+                response_types=["code"],
+            ),
+            storage=storage,
+            redirect_handler=browser.open,
+            callback_handler=browser.callback,
+        )
     statuses: list[tuple[str, int]] = []
 
     async def on_response(response: httpx2.Response) -> None:
@@ -139,7 +196,10 @@ async def run(args: argparse.Namespace) -> str:
     refused = [(m, s) for m, s in statuses[1:] if s >= 400 and (m, s) != ("GET", 405)]
     expect(not refused, f"requests after the token were refused: {statuses}")
 
-    return f"401 -> {metadata_url} -> token from {args.issuer} -> tools/list, {args.tool} ok (statuses {statuses})"
+    return (
+        f"{args.flow}: 401 -> {metadata_url} -> token from {args.issuer} -> tools/list, {args.tool} ok "
+        f"(statuses {statuses})"
+    )
 
 
 def main() -> int:
@@ -152,6 +212,7 @@ def main() -> int:
     p.add_argument("--tool", required=True)
     p.add_argument("--args", default="{}")
     p.add_argument("--expect", required=True)
+    p.add_argument("--flow", choices=["client_credentials", "authorization_code"], default="client_credentials")
     args = p.parse_args()
     try:
         summary = anyio.run(run, args)

@@ -9,10 +9,11 @@
 # Starts on free 127.0.0.1 ports: the authorization server (oauth/authorization_server.mjs:
 # client_credentials, RFC 8707 resource indicators, JWT access tokens signed ES256), then
 # stdiopool with --public-url, --oauth-issuer, --oauth-jwks-url (the server's /jwks) and
-# --oauth-scope in front of mcp-server-time; then runs oauth_client.py (the SDK's
-# ClientCredentialsOAuthProvider discovers the authorization server from stdiopool's 401 and
-# metadata, gets a token, lists and calls tools). Every process started here is stopped on
-# exit. Prints the client's verdict; exits 0 when it passed.
+# --oauth-scope in front of mcp-server-time; then runs oauth_client.py twice, once per grant
+# (the SDK's ClientCredentialsOAuthProvider; its OAuthClientProvider with dynamic client
+# registration and the authorization-code grant with PKCE): each discovers the authorization
+# server from stdiopool's 401 and metadata, gets a token, lists and calls tools. Every process
+# started here is stopped on exit. Prints the client's verdicts; exits 0 when both passed.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -88,9 +89,11 @@ wait_http "$issuer/.well-known/openid-configuration" "${pids[-1]}" "the authoriz
 pids+=("$!")
 wait_http "http://127.0.0.1:$proxy_port/readyz" "${pids[-1]}" "stdiopool" || { tail -n 20 "$logs/oauth-proxy.log"; exit 1; }
 
-timeout --kill-after=5 120 "$py" "$here/oauth_client.py" "$resource" "$issuer" "$client_id" "$client_secret" "$scope" \
-    --tool get_current_time --args '{"timezone": "UTC"}' --expect '"timezone"'
-rc=$?
+rc=0
+for flow in client_credentials authorization_code; do
+    timeout --kill-after=5 120 "$py" "$here/oauth_client.py" "$resource" "$issuer" "$client_id" "$client_secret" "$scope" \
+        --tool get_current_time --args '{"timezone": "UTC"}' --expect '"timezone"' --flow "$flow" || rc=1
+done
 if ((rc != 0)); then
     echo "---- stdiopool log"; tail -n 20 "$logs/oauth-proxy.log"
     echo "---- authorization server log"; tail -n 20 "$logs/oauth-as.log"
