@@ -10,8 +10,8 @@ use std::process::ExitCode;
 mod fixture;
 
 use anyhow::Context;
-use stdiopool::app::{DemoServer, Proxy, RUN_FIXTURE_ENV};
-use stdiopool::config::{Config, ConfigError, LogFormat, Mode};
+use stdiopool::app::{DemoServer, Proxy, RUN_FIXTURE_ENV, operator};
+use stdiopool::config::{Config, ConfigError, LogFormat};
 use stdiopool::upstream::process::become_subreaper;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -51,8 +51,15 @@ fn main() -> ExitCode {
 
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: log files and journald get
+    // plain text (and NO_COLOR turns it off everywhere).
+    let ansi = operator::ansi_wanted(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => builder.init(),
@@ -72,8 +79,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let address = listener
         .local_addr()
         .context("reading the listening address")?;
-    let (path, mode, pool_size) = (config.path.clone(), config.mode, config.pool.max_size);
-    let server_name = config.server.name.clone();
+    let banner_config = config.clone();
     // The fixture server is built into this binary (see `mod fixture`).
     let proxy = Proxy::start_with(config, DemoServer::ThisExecutable).await?;
     let info = proxy.server_info();
@@ -81,16 +87,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .pointer("/serverInfo/name")
         .and_then(|v| v.as_str())
         .unwrap_or("unknown");
-    let banner = format!(
-        "stdiopool {} serving `{server_name}` (MCP server \"{upstream}\", {} mode, up to {pool_size} processes)\n\
-         connect an MCP client to: http://{address}{path}\n\
-         health: http://{address}/healthz  metrics: http://{address}/metrics",
-        env!("CARGO_PKG_VERSION"),
-        match mode {
-            Mode::Pooled => "pooled",
-            Mode::Session => "session",
-        },
-    );
+    let interfaces = if address.ip().is_unspecified() {
+        operator::interface_addresses()
+    } else {
+        Vec::new()
+    };
+    let banner = operator::banner(&banner_config, address, upstream, &interfaces);
     // Where to connect goes to stdout (the one thing this binary prints
     // there). A closed or broken stdout must not stop the proxy: `println!`
     // would panic on EPIPE, e.g. when whoever started us stops reading after

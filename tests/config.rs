@@ -631,3 +631,180 @@ fn help_and_version_are_reported_as_clap_displays() {
     assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
     assert!(e.to_string().contains(env!("CARGO_PKG_VERSION")));
 }
+
+// ---- OAuth resource server and --public-url (issue 17) ----
+
+const ISSUER: &str = "https://idp.example.com/realms/mcp";
+const JWKS: &str = "https://idp.example.com/realms/mcp/certs";
+const PUBLIC: &str = "https://mcp.example.com/mcp";
+
+fn oauth(extra: &[&str]) -> Result<Config, ConfigError> {
+    let mut args = vec![
+        "--public-url",
+        PUBLIC,
+        "--oauth-issuer",
+        ISSUER,
+        "--oauth-jwks-url",
+        JWKS,
+    ];
+    args.extend_from_slice(extra);
+    args.push("--demo");
+    load(&args)
+}
+
+#[test]
+fn oauth_is_off_by_default_and_its_options_parse() {
+    let c = load(&["--demo"]).unwrap();
+    assert!(c.oauth.is_none() && c.public_url.is_none());
+    assert!(c.is_unauthenticated());
+
+    let issuers = format!("{ISSUER},https://other.example.com/");
+    let c = load(&[
+        "--public-url",
+        PUBLIC,
+        "--oauth-jwks-url",
+        JWKS,
+        "--demo",
+        "--oauth-issuer",
+        &issuers,
+        "--oauth-scope",
+        "mcp:tools,mcp:admin",
+        "--oauth-jwks-min-refresh",
+        "2m",
+    ])
+    .unwrap();
+    let o = c.oauth.as_ref().unwrap();
+    // Issuers are kept exactly as written (the trailing slash included).
+    assert_eq!(o.issuers, vec![ISSUER, "https://other.example.com/"]);
+    assert_eq!(
+        o.jwks,
+        stdiopool::values::JwksSource::Url(JWKS.parse().unwrap())
+    );
+    // The audience defaults to the public URL.
+    assert_eq!(o.audience, PUBLIC);
+    assert_eq!(o.resource.as_str(), PUBLIC);
+    assert_eq!(o.required_scopes, vec!["mcp:tools", "mcp:admin"]);
+    assert_eq!(o.min_refresh, Duration::from_secs(120));
+    assert!(!c.is_unauthenticated());
+
+    let c = oauth(&["--oauth-audience", "api://stdiopool"]).unwrap();
+    assert_eq!(c.oauth.unwrap().audience, "api://stdiopool");
+}
+
+#[test]
+fn oauth_settings_come_from_the_file() {
+    let jwks = TempFile::new("jwks.json", r#"{"keys": []}"#);
+    let c = load_with_file(
+        &["--demo"],
+        &format!(
+            "public_url = \"{PUBLIC}\"\noauth_issuer = [\"{ISSUER}\"]\noauth_jwks_file = \"{}\"\noauth_scope = [\"mcp:tools\"]\noauth_jwks_min_refresh = \"10s\"\n",
+            jwks.path()
+        ),
+    )
+    .unwrap();
+    let o = c.oauth.unwrap();
+    assert_eq!(
+        o.jwks,
+        stdiopool::values::JwksSource::File(PathBuf::from(jwks.path()))
+    );
+    assert_eq!(o.required_scopes, vec!["mcp:tools"]);
+    assert_eq!(o.min_refresh, Duration::from_secs(10));
+}
+
+#[test]
+fn incomplete_or_contradictory_oauth_options_are_refused() {
+    let token = TempFile::new("token-oauth", "tok\n");
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "jwks without issuer",
+            vec!["--public-url", PUBLIC, "--oauth-jwks-url", JWKS],
+        ),
+        (
+            "scope without issuer",
+            vec!["--public-url", PUBLIC, "--oauth-scope", "x"],
+        ),
+        (
+            "no keys",
+            vec!["--public-url", PUBLIC, "--oauth-issuer", ISSUER],
+        ),
+        (
+            "both key sources",
+            vec![
+                "--public-url",
+                PUBLIC,
+                "--oauth-issuer",
+                ISSUER,
+                "--oauth-jwks-url",
+                JWKS,
+                "--oauth-jwks-file",
+                "/dev/null",
+            ],
+        ),
+        (
+            "no public URL",
+            vec!["--oauth-issuer", ISSUER, "--oauth-jwks-url", JWKS],
+        ),
+        (
+            "plain http keys off loopback",
+            vec![
+                "--public-url",
+                PUBLIC,
+                "--oauth-issuer",
+                ISSUER,
+                "--oauth-jwks-url",
+                "http://idp.example.com/certs",
+            ],
+        ),
+        (
+            "static token too",
+            vec![
+                "--public-url",
+                PUBLIC,
+                "--oauth-issuer",
+                ISSUER,
+                "--oauth-jwks-url",
+                JWKS,
+                "--auth-token-file",
+                token.path(),
+            ],
+        ),
+    ];
+    for (name, mut args) in cases {
+        args.push("--demo");
+        assert!(
+            matches!(load(&args), Err(ConfigError::OAuth(_))),
+            "{name}: {:?}",
+            load(&args).map(|_| ())
+        );
+    }
+    for (name, public, issuer) in [
+        ("issuer not a URL", PUBLIC, "idp.example.com"),
+        ("public URL with a query", "https://x/mcp?a=1", ISSUER),
+    ] {
+        let all = [
+            "--public-url",
+            public,
+            "--oauth-issuer",
+            issuer,
+            "--oauth-jwks-url",
+            JWKS,
+            "--demo",
+        ];
+        assert!(
+            matches!(load(&all), Err(ConfigError::InvalidUrl(_))),
+            "{name}: {:?}",
+            load(&all).map(|_| ())
+        );
+    }
+    // Loopback keys over plain http are fine (tests, sidecars).
+    let mut args = vec![
+        "--public-url",
+        PUBLIC,
+        "--oauth-issuer",
+        ISSUER,
+        "--oauth-jwks-url",
+        "http://127.0.0.1:9/jwks",
+    ];
+    args.push("--demo");
+    assert!(load(&args).is_ok());
+}

@@ -12,6 +12,7 @@
 //! sequence, so the process exits leaving no child, grandchild or zombie.
 
 mod observe;
+pub mod operator;
 mod wiring;
 
 pub use wiring::{DemoServer, RUN_FIXTURE_ENV, process_spec};
@@ -33,9 +34,11 @@ use crate::pool::{Manager, Pool};
 use crate::proxy::mcp::record::record_requests;
 use crate::proxy::mcp::{McpState, Sessions, mcp_router};
 use crate::proxy::ops::{OpsState, ops_router};
+use crate::proxy::transport::oauth::TokenVerifier;
+use crate::proxy::transport::oauth::metadata::metadata_router;
 use crate::proxy::transport::request::TransportChecks;
 use crate::upstream::manager::{UpstreamConfig, UpstreamError, UpstreamManager};
-use observe::{metrics_source, readiness};
+use observe::{Readiness, metrics_source};
 use wiring::{pool_config, upstream_config};
 
 /// Why the proxy could not start or run.
@@ -59,6 +62,9 @@ pub enum ServeError {
     /// server processes' reserve.
     #[error(transparent)]
     Listener(#[from] FdBudgetError),
+    /// OAuth is on and the issuer's keys could not be loaded.
+    #[error("OAuth: cannot load the issuer's signing keys")]
+    OAuthKeys(#[from] crate::proxy::transport::oauth::jwks::JwksError),
     /// Serving HTTP failed.
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
@@ -95,6 +101,14 @@ impl Proxy {
     /// As [`Proxy::start`], saying where `--demo`'s fixture server comes from.
     pub async fn start_with(config: Config, demo: DemoServer) -> Result<Proxy, ServeError> {
         let config = Arc::new(config);
+        if let Some(warning) = operator::exposure_warning(&config) {
+            tracing::warn!("{warning}");
+        }
+        // Before any process: a resource server without its keys refuses to start.
+        let oauth = match &config.oauth {
+            Some(settings) => Some(Arc::new(TokenVerifier::start(settings.clone()).await?)),
+            None => None,
+        };
         let accounting = Arc::new(Accounting::new());
         // Raised first, so the check sees the limit the proxy runs with; the
         // check counts processes as the listener's fd budget does.
@@ -129,7 +143,7 @@ impl Proxy {
         )));
         spawn_session_reaper(&state, config.session_idle_timeout);
 
-        let app = routes(&config, &state, metrics);
+        let app = routes(&config, &state, metrics, oauth);
         Ok(Proxy {
             config,
             state,
@@ -276,12 +290,24 @@ async fn start_pool(
 /// The MCP endpoint behind the transport checks, the request-counting layer
 /// outside both (so refusals are counted too), and the ops endpoints, which
 /// need no token.
-fn routes(config: &Config, state: &Arc<McpState>, metrics: Arc<Metrics>) -> Router {
-    let checks = TransportChecks::from_config(config);
-    let readiness_state = Arc::downgrade(state);
+fn routes(
+    config: &Config,
+    state: &Arc<McpState>,
+    metrics: Arc<Metrics>,
+    oauth: Option<Arc<TokenVerifier>>,
+) -> Router {
+    let mut checks = TransportChecks::from_config(config);
+    let mut metadata = Router::new();
+    if let Some(verifier) = oauth {
+        metadata = metadata_router(verifier.settings(), &config.path);
+        checks = checks.with_oauth(verifier);
+    }
     let ops = ops_router(OpsState {
         metrics: metrics.clone(),
-        readiness: Arc::new(move || readiness(&readiness_state)),
+        readiness: Arc::new(Readiness {
+            state: Arc::downgrade(state),
+            warnings: operator::exposure_warning(config).into_iter().collect(),
+        }),
     });
     checks
         .apply(mcp_router(&config.path, state.clone()))
@@ -290,6 +316,7 @@ fn routes(config: &Config, state: &Arc<McpState>, metrics: Arc<Metrics>) -> Rout
             record_requests,
         ))
         .merge(ops)
+        .merge(metadata)
 }
 
 fn spawn_session_reaper(state: &Arc<McpState>, idle_timeout: Duration) {

@@ -10,6 +10,23 @@ use crate::accounting::{self, Accounting};
 use crate::metrics::{PoolSnapshot, ProcessSnapshot, Snapshot};
 use crate::proxy::mcp::McpState;
 
+/// The `/readyz` probe: the verdict from the MCP state, plus the standing
+/// warnings about the set-up.
+pub(super) struct Readiness {
+    pub(super) state: Weak<McpState>,
+    pub(super) warnings: Vec<String>,
+}
+
+impl crate::proxy::ops::ReadinessProbe for Readiness {
+    fn check(&self) -> Result<(), String> {
+        readiness(&self.state)
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
 pub(super) fn readiness(state: &Weak<McpState>) -> Result<(), String> {
     let Some(state) = state.upgrade() else {
         return Err("shutting down".into());

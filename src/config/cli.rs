@@ -221,6 +221,44 @@ pub struct Cli {
     #[arg(long, env = "STDIOPOOL_AUTH_TOKEN_FILE", value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
 
+    /// The URL clients use to reach the MCP endpoint (e.g. https://mcp.example.com/mcp): printed in the banner, the OAuth resource identifier and default audience. [default: none]
+    #[arg(long, env = "STDIOPOOL_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// OAuth: trust access tokens (JWTs) from this issuer; turns on the OAuth resource server (repeatable or comma-separated). [default: none]
+    #[arg(
+        long,
+        env = "STDIOPOOL_OAUTH_ISSUER",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub oauth_issuer: Vec<String>,
+
+    /// OAuth: the issuer's JWK Set URL (https, or http on loopback). [default: none]
+    #[arg(long, env = "STDIOPOOL_OAUTH_JWKS_URL", value_name = "URL")]
+    pub oauth_jwks_url: Option<String>,
+
+    /// OAuth: the issuer's JWK Set read from this file instead of a URL. [default: none]
+    #[arg(long, env = "STDIOPOOL_OAUTH_JWKS_FILE", value_name = "FILE")]
+    pub oauth_jwks_file: Option<PathBuf>,
+
+    /// OAuth: the audience (`aud`) tokens must be issued for. [default: --public-url]
+    #[arg(long, env = "STDIOPOOL_OAUTH_AUDIENCE", value_name = "AUD")]
+    pub oauth_audience: Option<String>,
+
+    /// OAuth: a scope every token must carry, else 403 insufficient_scope (repeatable or comma-separated). [default: none]
+    #[arg(
+        long,
+        env = "STDIOPOOL_OAUTH_SCOPE",
+        value_name = "SCOPE",
+        value_delimiter = ','
+    )]
+    pub oauth_scope: Vec<String>,
+
+    /// OAuth: least time between two key fetches caused by a token with an unknown key id.
+    #[arg(long, env = "STDIOPOOL_OAUTH_JWKS_MIN_REFRESH", value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub oauth_jwks_min_refresh: Duration,
+
     /// Log format on stderr.
     #[arg(long, env = "STDIOPOOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -114,6 +114,16 @@ pub(super) struct FileConfig {
     #[serde(alias = "allowed_hosts")]
     pub(super) allowed_host: Option<Vec<String>>,
     pub(super) auth_token_file: Option<PathBuf>,
+    pub(super) public_url: Option<String>,
+    #[serde(alias = "oauth_issuers")]
+    pub(super) oauth_issuer: Option<Vec<String>>,
+    pub(super) oauth_jwks_url: Option<String>,
+    pub(super) oauth_jwks_file: Option<PathBuf>,
+    pub(super) oauth_audience: Option<String>,
+    #[serde(alias = "oauth_scopes")]
+    pub(super) oauth_scope: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) oauth_jwks_min_refresh: Option<Duration>,
     pub(super) log_format: Option<LogFormat>,
     #[serde(alias = "log")]
     pub(super) log_filter: Option<String>,
@@ -132,7 +142,7 @@ impl FileConfig {
         Self::parse(&text, path)
     }
 
-    /// Parses `text`; relative `cwd` and `auth_token_file` are taken relative
+    /// Parses `text`; relative `cwd`, `auth_token_file` and `oauth_jwks_file` are taken relative
     /// to the directory of `path`, so a file works wherever it is run from.
     pub(super) fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
         let mut file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::ParseFile {
@@ -140,7 +150,11 @@ impl FileConfig {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for slot in [&mut file.cwd, &mut file.auth_token_file] {
+        for slot in [
+            &mut file.cwd,
+            &mut file.auth_token_file,
+            &mut file.oauth_jwks_file,
+        ] {
             if let Some(p) = slot.as_mut()
                 && p.is_relative()
             {

@@ -32,8 +32,8 @@ use clap::{CommandFactory, FromArgMatches, ValueEnum};
 use serde::Deserialize;
 
 use crate::values::{
-    AllowedHost, AllowedOrigin, BadToken, BearerToken, OriginRuleError, ProtocolVersion,
-    UnsupportedVersion,
+    AllowedHost, AllowedOrigin, BadToken, BadUrl, BearerToken, OAuthSettings, OriginRuleError,
+    ProtocolVersion, PublicUrl, UnsupportedVersion,
 };
 use file::FileConfig;
 
@@ -149,6 +149,10 @@ pub struct Config {
     pub allowed_hosts: Vec<AllowedHost>,
     /// Bearer token required on the MCP endpoint, when set.
     pub auth_token: Option<BearerToken>,
+    /// The URL clients use to reach the MCP endpoint, when set (`--public-url`).
+    pub public_url: Option<PublicUrl>,
+    /// The OAuth resource server, when on (`--oauth-issuer`).
+    pub oauth: Option<OAuthSettings>,
     /// Log format.
     pub log_format: LogFormat,
     /// `tracing` filter directives (`RUST_LOG` syntax).
@@ -270,6 +274,12 @@ pub enum ConfigError {
         /// Largest allowed.
         max: u64,
     },
+    /// `--public-url`, an OAuth issuer or the JWKS URL is not a usable URL.
+    #[error(transparent)]
+    InvalidUrl(#[from] BadUrl),
+    /// The OAuth options are incomplete or contradict each other.
+    #[error("OAuth: {0}")]
+    OAuth(&'static str),
     /// `cwd` is not a directory.
     #[error("working directory {path} is not a directory")]
     CwdNotDirectory {
@@ -279,6 +289,17 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Whether the MCP endpoint asks for no credential at all.
+    pub fn is_unauthenticated(&self) -> bool {
+        self.auth_token.is_none() && self.oauth.is_none()
+    }
+
+    /// Whether the proxy listens on an address other machines can reach
+    /// (anything but loopback, the wildcard addresses included).
+    pub fn listens_off_loopback(&self) -> bool {
+        !self.listen.ip().is_loopback()
+    }
+
     /// Parses the process's arguments and environment, reads `--config`, and validates.
     pub fn load() -> Result<Config, ConfigError> {
         Self::load_from(std::env::args_os())

@@ -15,7 +15,10 @@ use clap::parser::ValueSource;
 use super::cli::Cli;
 use super::file::FileConfig;
 use super::{Config, ConfigError, PoolSettings, RESERVED_PATHS, ServerCommand, ServerSpec};
-use crate::values::{AllowedHost, AllowedOrigin, BearerToken, ProtocolVersion};
+use crate::values::public_url::{is_loopback_url, parse_http_url};
+use crate::values::{
+    AllowedHost, AllowedOrigin, BearerToken, JwksSource, OAuthSettings, ProtocolVersion, PublicUrl,
+};
 
 /// Whether the value of clap argument `id` came from the command line or the
 /// environment (as opposed to clap's default or nowhere).
@@ -167,6 +170,19 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         Some(path) => Some(read_token(&path)?),
     };
 
+    let public_url = pick_opt!(public_url)
+        .map(|u| PublicUrl::parse(&u))
+        .transpose()?;
+    let oauth = OAuthOptions {
+        issuers: pick_list(m, "oauth_issuer", cli.oauth_issuer, file.oauth_issuer),
+        jwks_url: pick_opt!(oauth_jwks_url),
+        jwks_file: pick_opt!(oauth_jwks_file),
+        audience: pick_opt!(oauth_audience),
+        scopes: pick_list(m, "oauth_scope", cli.oauth_scope, file.oauth_scope),
+        min_refresh: pick!(oauth_jwks_min_refresh),
+    }
+    .resolve(public_url.as_ref(), auth_token.is_some())?;
+
     let name = pick_opt!(name).unwrap_or_else(|| match &command {
         ServerCommand::Demo => "demo".to_owned(),
         ServerCommand::Exec { program, .. } => Path::new(program)
@@ -213,11 +229,114 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         allowed_origins,
         allowed_hosts,
         auth_token,
+        public_url,
+        oauth,
         log_format: pick!(log_format),
         log_filter: pick!(log_filter),
         protocol_version,
         listener,
     })
+}
+
+/// The OAuth options as given, before validation.
+struct OAuthOptions {
+    issuers: Vec<String>,
+    jwks_url: Option<String>,
+    jwks_file: Option<std::path::PathBuf>,
+    audience: Option<String>,
+    scopes: Vec<String>,
+    min_refresh: Duration,
+}
+
+impl OAuthOptions {
+    /// `None` when no OAuth option is given; else the settings, or why not.
+    fn resolve(
+        self,
+        public_url: Option<&PublicUrl>,
+        has_static_token: bool,
+    ) -> Result<Option<OAuthSettings>, ConfigError> {
+        let issuers: Vec<String> = self
+            .issuers
+            .iter()
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty())
+            .collect();
+        let scopes: Vec<String> = self
+            .scopes
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let any_other = self.jwks_url.is_some()
+            || self.jwks_file.is_some()
+            || self.audience.is_some()
+            || !scopes.is_empty();
+        if issuers.is_empty() {
+            return if any_other {
+                Err(ConfigError::OAuth(
+                    "--oauth-issuer is required with the other --oauth-* options",
+                ))
+            } else {
+                Ok(None)
+            };
+        }
+        if has_static_token {
+            return Err(ConfigError::OAuth(
+                "--oauth-issuer and --auth-token-file are mutually exclusive",
+            ));
+        }
+        for issuer in &issuers {
+            // Compared exactly as written; parsed only to refuse typos.
+            parse_http_url(issuer)?;
+        }
+        if scopes.iter().any(|s| s.contains(char::is_whitespace)) {
+            return Err(ConfigError::OAuth("a scope must not contain whitespace"));
+        }
+        let jwks = match (self.jwks_url, self.jwks_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::OAuth(
+                    "--oauth-jwks-url and --oauth-jwks-file are mutually exclusive",
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::OAuth(
+                    "the issuer's keys are needed: --oauth-jwks-url or --oauth-jwks-file",
+                ));
+            }
+            (Some(url), None) => {
+                let url = parse_http_url(&url)?;
+                if url.scheme() != "https" && !is_loopback_url(&url) {
+                    return Err(ConfigError::OAuth(
+                        "--oauth-jwks-url must be https (plain http only on loopback)",
+                    ));
+                }
+                JwksSource::Url(url)
+            }
+            (None, Some(path)) => JwksSource::File(path),
+        };
+        let Some(resource) = public_url.cloned() else {
+            return Err(ConfigError::OAuth(
+                "--public-url is required: it is the resource identifier clients ask tokens for",
+            ));
+        };
+        let audience = match self.audience.map(|a| a.trim().to_owned()) {
+            Some(a) if a.is_empty() => {
+                return Err(ConfigError::OAuth("--oauth-audience must not be empty"));
+            }
+            Some(a) => a,
+            None => resource.as_str().to_owned(),
+        };
+        Ok(Some(OAuthSettings {
+            issuers,
+            jwks,
+            audience,
+            required_scopes: scopes,
+            resource,
+            min_refresh: self.min_refresh,
+            max_age: OAuthSettings::DEFAULT_MAX_AGE,
+            leeway: OAuthSettings::DEFAULT_LEEWAY,
+        }))
+    }
 }
 
 fn pick_list(m: &ArgMatches, id: &str, cli: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {

@@ -22,6 +22,13 @@ pub trait ReadinessProbe: Send + Sync + 'static {
     /// `Ok` when ready; `Err(reason)` otherwise (e.g. "shutting down",
     /// "no server process could be started: …").
     fn check(&self) -> Result<(), String>;
+
+    /// Standing warnings about how the proxy is set up (e.g. reachable from
+    /// the network without authentication), one line each, shown by
+    /// `/readyz` after its verdict. They do not make it unready.
+    fn warnings(&self) -> &[String] {
+        &[]
+    }
 }
 
 impl<F> ReadinessProbe for F
@@ -65,11 +72,17 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<OpsState>) -> Response {
+    let mut warnings = String::new();
+    for w in state.readiness.warnings() {
+        warnings.push_str("warning: ");
+        warnings.push_str(w);
+        warnings.push('\n');
+    }
     match state.readiness.check() {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(()) => (StatusCode::OK, format!("ready\n{warnings}")).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
+            format!("not ready: {reason}\n{warnings}"),
         )
             .into_response(),
     }
@@ -136,5 +149,30 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(ct.as_deref(), Some(METRICS_CONTENT_TYPE));
         assert!(body.contains("# TYPE stdiopool_build_info gauge"));
+    }
+
+    struct Warned;
+
+    impl ReadinessProbe for Warned {
+        fn check(&self) -> Result<(), String> {
+            Ok(())
+        }
+
+        fn warnings(&self) -> &[String] {
+            static W: std::sync::LazyLock<Vec<String>> =
+                std::sync::LazyLock::new(|| vec!["no authentication".to_owned()]);
+            &W
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_shows_standing_warnings_after_its_verdict() {
+        let app: Router = ops_router(OpsState {
+            metrics: Arc::new(Metrics::new()),
+            readiness: Arc::new(Warned),
+        });
+        let (status, body, _) = get_text(&app, "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "ready\nwarning: no authentication\n");
     }
 }

@@ -17,7 +17,9 @@
 # checks that it exits 0 and leaves none of its children alive. Then the conformance suite runs
 # (after py_sampling.py in pooled mode: a sampling request relayed during a pooled tools/call)
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
-# tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline.
+# tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline. Last, the
+# OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a resource
+# server of a real authorization server.
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -25,7 +27,8 @@
 #
 # Knobs: INTEROP_POOL_SIZE (default 2; the client rows), INTEROP_CONFORMANCE_POOL_SIZE (the
 # suite's rows; default: none given, so the proxy's own default, the number of CPUs),
-# INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything, pooled/conformance).
+# INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything, pooled/conformance,
+# pooled/oauth).
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -39,7 +42,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -387,6 +390,13 @@ else
         conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
         stop_cell conformance_server.py "$mode" "$out/stop-$mode-conformance.log"
     done
+fi
+
+# OAuth: stdiopool as an OAuth resource server between a real authorization server
+# (oidc-provider) and the Python SDK's OAuth client (oauth_interop.sh, docs/DEPLOY.md).
+if ((!self_test)) && selected pooled oauth; then
+    run_cell "python OAuth client_credentials" "time + oidc-provider" pooled 300 "$out/pooled-oauth.log" \
+        bash "$here/oauth_interop.sh" "$bin"
 fi
 
 {

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod message;
 pub mod negotiate;
+pub mod oauth;
 pub mod origin;
 pub mod protocol_version;
 pub mod request;

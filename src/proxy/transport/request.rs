@@ -33,6 +33,7 @@ use super::auth::require_bearer;
 use super::error::ProxyError;
 use super::message::IncomingMessage;
 use super::negotiate::{check_content_type, check_get_accept, check_post_accept};
+use super::oauth::{TokenVerifier, require_oauth};
 use super::origin::{OriginGuard, guard_origin};
 use super::protocol_version::{self, PROTOCOL_VERSION_HEADER};
 use super::session_id::{SESSION_ID_HEADER, SessionId};
@@ -231,6 +232,9 @@ pub struct TransportChecks {
     pub origin: Arc<OriginGuard>,
     /// Bearer token, when auth is on.
     pub auth: Option<Arc<BearerToken>>,
+    /// OAuth access-token verifier, when the resource server is on (set by
+    /// [`TransportChecks::with_oauth`]: its keys are loaded at start-up).
+    pub oauth: Option<Arc<TokenVerifier>>,
     /// Largest POST body.
     pub max_body: usize,
 }
@@ -245,15 +249,24 @@ impl TransportChecks {
                 &config.allowed_origins,
             )),
             auth: config.auth_token.clone().map(Arc::new),
+            oauth: None,
             max_body: config.max_body,
         }
+    }
+
+    /// Requires an OAuth access token accepted by `verifier` (in the place
+    /// of the static bearer token; the configuration allows only one).
+    pub fn with_oauth(mut self, verifier: Arc<TokenVerifier>) -> TransportChecks {
+        self.oauth = Some(verifier);
+        self
     }
 
     /// Puts the checks in front of the routes of `router` (use it on the
     /// router holding the MCP endpoint, before merging the ops endpoints, so
     /// `/healthz`, `/readyz` and `/metrics` need no token). Order, outermost
     /// first: Host/Origin (403); CORS, only when `--allowed-origin` lists
-    /// origins (answers preflights); bearer token (401); then the routes,
+    /// origins (answers preflights); bearer token or OAuth access token
+    /// (401/403); then the routes,
     /// whose extractors read the body limit set here.
     ///
     /// # Panics
@@ -270,6 +283,9 @@ impl TransportChecks {
             .route_layer(DefaultBodyLimit::max(self.max_body));
         if let Some(token) = &self.auth {
             router = router.route_layer(from_fn_with_state(token.clone(), require_bearer));
+        }
+        if let Some(verifier) = &self.oauth {
+            router = router.route_layer(from_fn_with_state(verifier.clone(), require_oauth));
         }
         if self.origin.has_listed_origins() {
             // Outside auth: browsers send preflights without credentials.

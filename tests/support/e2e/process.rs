@@ -74,13 +74,31 @@ impl ProxyProcess {
     /// Starts `stdiopool --listen 127.0.0.1:0 <args>` and waits for its
     /// banner; if it exits first, returns how it exited and what it said.
     pub fn launch(args: &[String]) -> Result<ProxyProcess, StartFailure> {
-        Self::launch_via(&[], args)
+        Self::launch_with(&[], args, &[("NO_COLOR", Some("1"))])
     }
 
     /// [`ProxyProcess::launch`] through `prefix`, a program that execs the
     /// proxy in its own place (such as `prlimit --nofile=256:256`), so the
     /// pid is still the proxy's.
     pub fn launch_via(prefix: &[&str], args: &[String]) -> Result<ProxyProcess, StartFailure> {
+        Self::launch_with(prefix, args, &[("NO_COLOR", Some("1"))])
+    }
+
+    /// As [`ProxyProcess::launch`], with `env` set (`Some`) or removed
+    /// (`None`) in the proxy's environment instead of `NO_COLOR=1`.
+    pub fn launch_env(
+        args: &[String],
+        env: &[(&str, Option<&str>)],
+    ) -> Result<ProxyProcess, StartFailure> {
+        Self::launch_with(&[], args, env)
+    }
+
+    /// Starts the proxy through `prefix` (may be empty) with `env` applied.
+    fn launch_with(
+        prefix: &[&str],
+        args: &[String],
+        env: &[(&str, Option<&str>)],
+    ) -> Result<ProxyProcess, StartFailure> {
         let mut command = match prefix.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -89,11 +107,16 @@ impl ProxyProcess {
             }
             None => Command::new(BIN),
         };
+        for (key, value) in env {
+            match value {
+                Some(v) => command.env(key, v),
+                None => command.env_remove(key),
+            };
+        }
         let mut child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
-            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
