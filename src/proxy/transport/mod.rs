@@ -14,4 +14,5 @@ pub mod negotiate;
 pub mod origin;
 pub mod protocol_version;
 pub mod request;
+pub mod routing_headers;
 pub mod session_id;

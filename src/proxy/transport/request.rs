@@ -198,7 +198,11 @@ fn require_session(headers: &HeaderMap) -> Result<SessionId, ProxyError> {
 /// Reads the whole body, refusing more than `limit` bytes without buffering
 /// past the limit: a declared `Content-Length` over it is refused before
 /// reading; a chunked body stops being read at the limit.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ProxyError> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ProxyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
