@@ -453,3 +453,33 @@ async fn session_mode_sends_modern_clients_back_to_initialize_without_a_process(
         "ok"
     );
 }
+
+#[tokio::test]
+async fn listen_acknowledges_only_what_the_pool_honours_and_stays_open() {
+    let proxy = ProxyProcess::start(&["--mode", "pooled", "--pool-size", "1"], &[]);
+    let params = json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["file:///x"]}});
+    let open = modern(&proxy, 7, "subscriptions/listen", params)
+        .open()
+        .await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert!(open.is_sse());
+    let mut events = open.sse();
+    let ack = events.next().await.expect("an acknowledgement");
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    // Pooled processes' change notifications have no path out yet: nothing is promised.
+    assert_eq!(ack["params"]["notifications"], json!({}));
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        7
+    );
+    // The stream holds no process: a call is served while it is open.
+    let reply = modern(
+        &proxy,
+        8,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "while listening"}}),
+    )
+    .send()
+    .await;
+    assert_eq!(result_text(&reply.response()), "while listening");
+}

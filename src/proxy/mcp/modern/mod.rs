@@ -8,7 +8,8 @@
 //! - [`discover`]: `server/discover` from the pool's handshake;
 //! - [`translate`]: results, error codes, statuses and notifications in the
 //!   modern shape;
-//! - [`serve`]: pooled mode's modern requests.
+//! - [`serve`]: pooled mode's modern requests;
+//! - [`listen`]: `subscriptions/listen`, acknowledged with what the pool honours.
 //!
 //! [`divert`] is the dispatch point: a layer on the MCP route, inside the
 //! transport checks (Origin, auth, body limit), that sends modern requests
@@ -20,6 +21,7 @@
 
 mod discover;
 mod era;
+mod listen;
 mod serve;
 mod translate;
 mod validate;

@@ -109,6 +109,15 @@ async fn serve_request(
         let body = calls::raw(&response(&request.id, result));
         return Ok(Reply::Done(json_reply(body), Outcome::Ok));
     }
+    if method == "subscriptions/listen" {
+        let reply = super::listen::listen(
+            request.id.clone(),
+            request.params.as_ref(),
+            st.shutdown.clone(),
+            st.config.sse_keep_alive,
+        );
+        return Ok(Reply::Done(reply, Outcome::Ok));
+    }
     let Some(capability) = required_capability(method) else {
         let e = ModernError::method_not_found(method, why_not_found(method));
         return Ok(refusal(Some(&request.id), e));
