@@ -748,7 +748,7 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Report> {
     let shared = match args.sessions {
         SessionPolicy::Shared => {
             let first = clients.first_mut().ok_or_else(|| anyhow!("no client"))?;
-            opened += 1;
+            opened += usize::from(era == Era::Legacy);
             Some(first.open_session(&ids, args.era).await?)
         }
         SessionPolicy::PerClient => None,
@@ -770,7 +770,7 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Report> {
         for t in tasks {
             sessions.push(t.await??);
         }
-        if shared.is_none() {
+        if shared.is_none() && era == Era::Legacy {
             opened += sessions.len();
         }
     }
