@@ -264,6 +264,12 @@ client_cells() {
         "$py" "$here/py_client.py" "$url" --path session --tool "$tool" --args "$args" --expect "$want" "$@"
     run_cell "typescript SDK" "$server" "$mode" 120 "$out/$tag-ts.log" \
         "$node" "$here/ts_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" "$@"
+    # The TypeScript SDK 2.x client in automatic version negotiation: modern against pooled
+    # mode, back to initialize in session mode (docs/ERAS.md).
+    local era=legacy
+    [[ "$mode" == pooled ]] && era=modern
+    run_cell "typescript SDK 2.x auto" "$server" "$mode" 120 "$out/$tag-ts2.log" \
+        "$node" "$here/ts2_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" --era "$era"
 }
 
 everything_cmd=("$node" "$everything_js" stdio)
