@@ -298,6 +298,9 @@ impl TransportChecks {
                 HeaderName::from_static(SESSION_ID_HEADER),
                 HeaderName::from_static(PROTOCOL_VERSION_HEADER),
                 HeaderName::from_static("last-event-id"),
+                // The routing headers of a 2026-07-28 request (docs/ERAS.md).
+                HeaderName::from_static(super::routing_headers::METHOD),
+                HeaderName::from_static(super::routing_headers::NAME),
             ])
             .expose_headers([
                 HeaderName::from_static(SESSION_ID_HEADER),
