@@ -119,6 +119,38 @@ fn pooled_mode_every_reply_is_checked_and_right() {
 }
 
 #[test]
+fn modern_era_calls_are_checked_and_open_no_session() {
+    let proxy = Proxy::start(&["--pool-size", "2"]);
+    let out = json_out("modern");
+    let res = run_load(&[
+        "http",
+        "--url",
+        &proxy.url,
+        "--era",
+        "modern",
+        "--concurrency",
+        "4",
+        "--requests",
+        "200",
+        "--duration",
+        "60s",
+        "--json-out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let report = read_report(&out);
+    assert_eq!(report["ok"], 200);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["sessions_opened"], 0);
+    // No progress token, no log level: the proxy answers a modern call in JSON.
+    assert_eq!(report["replies_json"], 200);
+}
+
+#[test]
 fn session_mode_each_client_gets_its_session_and_sse_replies() {
     let proxy = Proxy::start(&["--mode", "session", "--pool-size", "4"]);
     let out = json_out("session");

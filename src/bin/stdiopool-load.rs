@@ -42,6 +42,8 @@ use tokio::sync::oneshot;
 
 /// Protocol version the client asks for.
 const PROTOCOL_VERSION: &str = "2025-11-25";
+/// The version `--era modern` speaks (no initialize, no session).
+const MODERN_VERSION: &str = "2026-07-28";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,6 +100,16 @@ enum SessionPolicy {
     Shared,
 }
 
+/// Which era of MCP the HTTP clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Era {
+    /// 2025-11-25: `initialize`, then requests in a session.
+    Legacy,
+    /// 2026-07-28: no `initialize`, no session; every request carries its
+    /// `_meta` (version, client capabilities) and `Mcp-Method`/`Mcp-Name`.
+    Modern,
+}
+
 #[derive(Debug, Args)]
 struct HttpArgs {
     /// The MCP endpoint, e.g. http://127.0.0.1:8080/mcp
@@ -105,6 +117,10 @@ struct HttpArgs {
     url: Uri,
     #[arg(long, value_enum, default_value_t = SessionPolicy::Shared)]
     sessions: SessionPolicy,
+    /// The protocol era; `modern` opens no sessions (`--sessions` and
+    /// `--open-sessions` then have no effect).
+    #[arg(long, value_enum, default_value_t = Era::Legacy)]
+    era: Era,
     /// Before the run, also open this many idle sessions (initialize +
     /// initialized) that carry no load, e.g. to measure what sessions cost.
     #[arg(long, default_value_t = 0)]
@@ -219,13 +235,15 @@ fn payload(worker: u64, n: u64, size: usize) -> String {
     s
 }
 
-fn echo_request(id: u64, message: &str) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"message": message}},
-    })
+fn echo_request(id: u64, message: &str, session: &SessionInfo) -> Value {
+    let mut params = json!({"name": "echo", "arguments": {"message": message}});
+    if session.is_modern() {
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+    }
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
 }
 
 fn initialize_request(id: u64) -> Value {
@@ -460,6 +478,20 @@ struct SessionInfo {
     protocol_version: String,
 }
 
+impl SessionInfo {
+    /// What a modern client holds instead of a session: only its version.
+    fn modern() -> SessionInfo {
+        SessionInfo {
+            id: None,
+            protocol_version: MODERN_VERSION.to_owned(),
+        }
+    }
+
+    fn is_modern(&self) -> bool {
+        self.protocol_version == MODERN_VERSION
+    }
+}
+
 impl HttpClient {
     fn new(url: &Uri, counts: Arc<ReplyCounts>) -> anyhow::Result<Self> {
         ensure!(
@@ -510,6 +542,15 @@ impl HttpClient {
                 req = req.header("mcp-session-id", id.as_str());
             }
             req = req.header("mcp-protocol-version", s.protocol_version.as_str());
+            if s.is_modern() {
+                // The routing headers mirror the body (2026-07-28).
+                if let Some(method) = body.get("method").and_then(Value::as_str) {
+                    req = req.header("mcp-method", method);
+                }
+                if let Some(name) = body.pointer("/params/name").and_then(Value::as_str) {
+                    req = req.header("mcp-name", name);
+                }
+            }
         }
         let req = req.body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
         let sender = self.sender().await?;
@@ -589,7 +630,10 @@ impl HttpClient {
         Ok((session_id, result))
     }
 
-    async fn open_session(&mut self, ids: &IdSource) -> anyhow::Result<SessionInfo> {
+    async fn open_session(&mut self, ids: &IdSource, era: Era) -> anyhow::Result<SessionInfo> {
+        if era == Era::Modern {
+            return Ok(SessionInfo::modern());
+        }
         let id = ids.next();
         let (session_id, result) = self.call(None, &initialize_request(id), id).await?;
         let protocol_version = result
@@ -673,6 +717,7 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Report> {
         clients.push(HttpClient::new(&args.url, Arc::clone(&counts))?);
     }
     let mut opened = 0;
+    let era = args.era;
 
     // Idle sessions first, spread over the clients' connections.
     let mut idle_sessions = Vec::new();
@@ -685,7 +730,7 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Report> {
             tasks.push(tokio::spawn(async move {
                 let mut sessions = Vec::new();
                 for _ in 0..n {
-                    sessions.push(client.open_session(&ids).await?);
+                    sessions.push(client.open_session(&ids, era).await?);
                 }
                 anyhow::Ok((client, sessions))
             }));
@@ -703,8 +748,8 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Report> {
     let shared = match args.sessions {
         SessionPolicy::Shared => {
             let first = clients.first_mut().ok_or_else(|| anyhow!("no client"))?;
-            opened += 1;
-            Some(first.open_session(&ids).await?)
+            opened += usize::from(era == Era::Legacy);
+            Some(first.open_session(&ids, args.era).await?)
         }
         SessionPolicy::PerClient => None,
     };
@@ -717,7 +762,7 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Report> {
             tasks.push(tokio::spawn(async move {
                 let session = match shared {
                     Some(s) => s,
-                    None => client.open_session(&ids).await?,
+                    None => client.open_session(&ids, era).await?,
                 };
                 anyhow::Ok((client, session))
             }));
@@ -725,7 +770,7 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Report> {
         for t in tasks {
             sessions.push(t.await??);
         }
-        if shared.is_none() {
+        if shared.is_none() && era == Era::Legacy {
             opened += sessions.len();
         }
     }
@@ -744,7 +789,7 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Report> {
                     while let Some(n) = schedule.take() {
                         let id = ids.next();
                         let message = payload(worker as u64, n, payload_bytes);
-                        let body = echo_request(id, &message);
+                        let body = echo_request(id, &message, &session);
                         let started = Instant::now();
                         let outcome =
                             tokio::time::timeout(timeout, client.call(Some(&session), &body, id))
@@ -921,6 +966,10 @@ async fn run_stdio(args: StdioArgs) -> anyhow::Result<Report> {
     let common = args.common;
     let server = Arc::new(StdioServer::spawn(&args.command, common.timeout).await?);
     let ids = Arc::new(IdSource(AtomicU64::new(1)));
+    let legacy = SessionInfo {
+        id: None,
+        protocol_version: PROTOCOL_VERSION.to_owned(),
+    };
     let drive = |limit: u64| {
         let schedule = Arc::new(Schedule::new(limit, common.duration));
         let mut tasks = Vec::new();
@@ -929,12 +978,14 @@ async fn run_stdio(args: StdioArgs) -> anyhow::Result<Report> {
             let server = Arc::clone(&server);
             let ids = Arc::clone(&ids);
             let (payload_bytes, timeout) = (common.payload_bytes, common.timeout);
+            let legacy = legacy.clone();
             tasks.push(tokio::spawn(async move {
                 let mut result = WorkerResult::default();
                 while let Some(n) = schedule.take() {
                     let id = ids.next();
                     let message = payload(worker, n, payload_bytes);
-                    let body = echo_request(id, &message);
+                    // Straight to the server: its own (legacy) shape.
+                    let body = echo_request(id, &message, &legacy);
                     let started = Instant::now();
                     let outcome = tokio::time::timeout(timeout, server.call(id, &body))
                         .await

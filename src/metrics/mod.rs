@@ -77,6 +77,31 @@ pub const METHOD_GET_STREAM: &str = "GET";
 /// `method` label for DELETE (end of session).
 pub const METHOD_DELETE: &str = "DELETE";
 
+/// The protocol era of a request to the MCP endpoint (`era` label of
+/// `stdiopool_requests_by_era_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EraLabel {
+    /// MCP 2025-11-25 and earlier: `initialize`, sessions.
+    Legacy,
+    /// MCP 2026-07-28 and later: per-request `_meta`, no sessions.
+    Modern,
+}
+
+impl EraLabel {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EraLabel::Legacy => "legacy",
+            EraLabel::Modern => "modern",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EraLabels {
+    era: &'static str,
+}
+
 /// The bounded `method` label for a JSON-RPC method name.
 pub fn method_label(method: &str) -> &'static str {
     KNOWN_METHODS
@@ -568,6 +593,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    eras: Family<EraLabels, Counter>,
     source: SharedSource,
     listener: ListenerSource,
 }
@@ -607,6 +633,12 @@ impl Metrics {
             Unit::Seconds,
             duration.clone(),
         );
+        let eras = Family::<EraLabels, Counter>::default();
+        registry.register(
+            "stdiopool_requests_by_era",
+            "Requests that reached the MCP endpoint's handlers (past Origin and auth), by protocol era",
+            eras.clone(),
+        );
         let info = ConstGaugeInfo;
         registry.register_collector(Box::new(info));
         let source: SharedSource = Arc::new(RwLock::new(None));
@@ -621,6 +653,7 @@ impl Metrics {
             registry,
             requests,
             duration,
+            eras,
             source,
             listener,
         }
@@ -640,6 +673,13 @@ impl Metrics {
             Ok(mut slot) => *slot = Some(source),
             Err(poisoned) => *poisoned.into_inner() = Some(source),
         }
+    }
+
+    /// Counts one request under its protocol era.
+    pub fn observe_era(&self, era: EraLabel) {
+        self.eras
+            .get_or_create(&EraLabels { era: era.as_str() })
+            .inc();
     }
 
     /// Records one request. `method` goes through [`method_label`] unless it

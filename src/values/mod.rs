@@ -7,12 +7,14 @@
 //! is validated when it is made, so a holder never re-parses it.
 
 pub mod bearer_token;
+pub mod modern_version;
 pub mod oauth_settings;
 pub mod origin_rules;
 pub mod protocol_version;
 pub mod public_url;
 
 pub use bearer_token::{BadToken, BearerToken};
+pub use modern_version::{ModernVersion, UnsupportedModernVersion};
 pub use oauth_settings::{JwksSource, OAuthSettings};
 pub use origin_rules::{AllowedHost, AllowedOrigin, OriginRuleError};
 pub use protocol_version::{ProtocolVersion, UnsupportedVersion};

@@ -60,10 +60,15 @@ def result_text(result: Any) -> str:
     return "\n".join(parts)
 
 
-async def exercise(session: Any, tool: str, args: dict[str, Any], want: str, label: str) -> None:
-    """ping, tools/list, tools/call on an initialized session (Client or ClientSession)."""
-    with anyio.fail_after(STEP_TIMEOUT_S):
-        await session.send_ping()
+# Protocol versions of the modern era (no initialize, no sessions, no ping).
+MODERN_VERSIONS = ("2026-07-28",)
+
+
+async def exercise(session: Any, tool: str, args: dict[str, Any], want: str, label: str, modern: bool = False) -> None:
+    """ping (legacy era only: 2026-07-28 removed it), tools/list, tools/call (Client or ClientSession)."""
+    if not modern:
+        with anyio.fail_after(STEP_TIMEOUT_S):
+            await session.send_ping()
     with anyio.fail_after(STEP_TIMEOUT_S):
         names = [t.name for t in (await session.list_tools()).tools]
     expect(tool in names, f"{label}: tools/list has no {tool!r} (got {names})")
@@ -79,14 +84,26 @@ async def via_client(url: str, mode: str, tool: str, args: dict[str, Any], want:
     async with Client(url, mode=mode) as c:  # type: ignore[arg-type]
         expect(bool(c.protocol_version), "client: no protocol version negotiated")
         version = c.protocol_version
-        await exercise(c, tool, args, want, f"Client({mode})")
+        modern = version in MODERN_VERSIONS
+        await exercise(c, tool, args, want, f"Client({mode})", modern)
     if mode != "auto":
         return f"Client(url, mode={mode}) negotiated {version}"
-    # Once more over a recording HTTP client, to see the probe and the fallback on the wire.
+    # Once more over a recording HTTP client, to see the probe (and any fallback) on the wire.
     rec = Recorder()
     async with httpx2.AsyncClient(event_hooks={"response": [rec.on_response]}) as http:
         async with Client(streamable_http_client(url, http_client=http)) as c:
-            await exercise(c, tool, args, want, "Client(auto, recorded)")
+            await exercise(c, tool, args, want, "Client(auto, recorded)", modern)
+    if modern:
+        # A server that answers server/discover: the whole conversation is modern.
+        expect(
+            bool(rec.bodies) and '"server/discover"' in rec.bodies[0][1] and rec.bodies[0][0] == 200,
+            f"modern: expected server/discover answered 200 first, got {rec.bodies[:2]}",
+        )
+        inits = [b for (_, b) in rec.bodies if '"method":"initialize"' in b.replace(" ", "")]
+        expect(not inits, f"modern: an initialize reached the server: {inits}")
+        sids = [sid for (_, _, sid) in rec.exchanges if sid]
+        expect(not sids, f"modern: a session id was sent: {sids}")
+        return f"Client(url) auto: server/discover -> 200, spoke {version} with no initialize and no session"
     first = rec.bodies[:2]
     expect(
         len(first) == 2 and '"server/discover"' in first[0][1] and 400 <= first[0][0] < 500,

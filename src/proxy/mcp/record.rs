@@ -46,6 +46,20 @@ impl Tally {
         })))
     }
 
+    /// The tally the layer put in `extensions` (one that records nothing
+    /// without the layer), for code that runs before the extractors.
+    pub(crate) fn of(extensions: &axum::http::Extensions) -> Tally {
+        extensions.get::<Tally>().cloned().unwrap_or(Tally(None))
+    }
+
+    /// Counts the request under its era (once per request: the era layer
+    /// calls this on each request's one pass).
+    pub(crate) fn count_era(&self, era: crate::metrics::EraLabel) {
+        if let Some(inner) = &self.0 {
+            inner.metrics.observe_era(era);
+        }
+    }
+
     /// Records the request unless it was recorded already.
     pub(crate) fn record(&self, method: &str, outcome: Outcome) {
         if let Some(inner) = &self.0

@@ -244,6 +244,11 @@ async fn listed_origins_get_cors_and_preflights_need_no_token() {
         allowed.contains("mcp-session-id") && allowed.contains("authorization"),
         "{allowed}"
     );
+    // A browser 2026-07-28 client sends the routing headers on every POST.
+    assert!(
+        allowed.contains("mcp-method") && allowed.contains("mcp-name"),
+        "{allowed}"
+    );
 
     let req = good_post().header(header::ORIGIN, "https://app.example.com");
     let a = send(&app, req.body(Body::from(INIT)).unwrap()).await;

@@ -15,4 +15,5 @@ pub mod oauth;
 pub mod origin;
 pub mod protocol_version;
 pub mod request;
+pub mod routing_headers;
 pub mod session_id;

@@ -199,7 +199,11 @@ fn require_session(headers: &HeaderMap) -> Result<SessionId, ProxyError> {
 /// Reads the whole body, refusing more than `limit` bytes without buffering
 /// past the limit: a declared `Content-Length` over it is refused before
 /// reading; a chunked body stops being read at the limit.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ProxyError> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ProxyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -310,6 +314,9 @@ impl TransportChecks {
                 HeaderName::from_static(SESSION_ID_HEADER),
                 HeaderName::from_static(PROTOCOL_VERSION_HEADER),
                 HeaderName::from_static("last-event-id"),
+                // The routing headers of a 2026-07-28 request (docs/ERAS.md).
+                HeaderName::from_static(super::routing_headers::METHOD),
+                HeaderName::from_static(super::routing_headers::NAME),
             ])
             .expose_headers([
                 HeaderName::from_static(SESSION_ID_HEADER),

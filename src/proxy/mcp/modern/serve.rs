@@ -1,0 +1,229 @@
+//! Pooled mode's modern front: a validated modern request is answered by the
+//! proxy (`server/discover`, unknown and removed methods) or forwarded to a
+//! warm process exactly as a legacy request is (ids and progress tokens
+//! rewritten by the connection), and the answer is translated.
+//!
+//! Invariants:
+//! - a method the pool's server did not advertise, and every method the
+//!   2026-07-28 revision removed, is answered 404/-32601 here: no process;
+//! - nothing but the request's own progress and the log messages it asked
+//!   for reaches its SSE stream, and never a server request (the server gets
+//!   an error instead, so it never waits on a client that cannot be asked);
+//! - closing the stream (or the client going away on a JSON reply) drops
+//!   the call, which cancels it upstream (`calls::reply`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::Json;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::discover::{advertises, discover_result, required_capability, server_info};
+use super::translate::{final_message, forwards_notification, status_for};
+use super::validate::{LogLevel, ModernError, ModernRequest, validate};
+use crate::jsonrpc::{ErrorObject, Id, Message, error_response, response};
+use crate::metrics::Outcome;
+use crate::proxy::mcp::calls::{self, Ending};
+use crate::proxy::mcp::record::{Reply, Tally};
+use crate::proxy::mcp::sse::{accepted, json_reply};
+use crate::proxy::mcp::{McpState, pool_error};
+use crate::proxy::transport::error::ProxyError;
+use crate::proxy::transport::message::IncomingMessage;
+use crate::proxy::transport::negotiate::ReplyFormat;
+use crate::upstream::connection::{Connection, OutgoingRequest};
+
+/// Server messages buffered between the connection and the filter.
+const EVENTS_BUFFER: usize = 64;
+
+/// Why a removed or unknown method is not found, for the error's `data`.
+fn why_not_found(method: &str) -> &'static str {
+    match method {
+        "initialize"
+        | "ping"
+        | "logging/setLevel"
+        | "resources/subscribe"
+        | "resources/unsubscribe" => {
+            "removed in MCP 2026-07-28 (per-request _meta replaces initialize, logLevel replaces logging/setLevel)"
+        }
+        m if m.starts_with("tasks/") => {
+            "tasks are the io.modelcontextprotocol/tasks extension in 2026-07-28, which this proxy does not offer"
+        }
+        _ => "unknown method",
+    }
+}
+
+/// A refusal as the reply to request `id`.
+pub(crate) fn refusal(id: Option<&Id>, e: ModernError) -> Reply {
+    let outcome = if e.error.code == crate::jsonrpc::code::METHOD_NOT_FOUND {
+        Outcome::Error
+    } else {
+        Outcome::Rejected
+    };
+    let body = error_response(id, e.error);
+    Reply::Done((e.status, Json(body)).into_response(), outcome)
+}
+
+/// Serves one modern message in pooled mode.
+pub(crate) async fn serve(
+    st: &McpState,
+    headers: &HeaderMap,
+    message: IncomingMessage,
+    tally: Tally,
+) -> Result<Reply, ProxyError> {
+    match message.message {
+        // The revision defines no client notification over HTTP (closing a
+        // stream is the cancellation): accepted, nothing to forward.
+        Message::Notification { .. } => Ok(Reply::Done(accepted(), Outcome::Ok)),
+        Message::Response { id, .. } | Message::ErrorResponse { id: Some(id), .. } => Ok(refusal(
+            Some(&id),
+            ModernError::invalid_request(
+                "Invalid Request: a 2026-07-28 client sends no responses (the server sends it no requests)",
+            ),
+        )),
+        Message::ErrorResponse { id: None, .. } => Ok(refusal(
+            None,
+            ModernError::invalid_request("Invalid Request: a response must carry an id"),
+        )),
+        Message::Request { id, method, params } => {
+            let request = match validate(headers, id.clone(), method, params) {
+                Ok(request) => request,
+                Err(e) => return Ok(refusal(Some(&id), e)),
+            };
+            serve_request(st, request, tally).await
+        }
+    }
+}
+
+async fn serve_request(
+    st: &McpState,
+    request: ModernRequest,
+    tally: Tally,
+) -> Result<Reply, ProxyError> {
+    let method = request.method.as_str();
+    if method == "server/discover" {
+        let result = discover_result(&st.initialize_result);
+        let body = calls::raw(&response(&request.id, result));
+        return Ok(Reply::Done(json_reply(body), Outcome::Ok));
+    }
+    if method == "subscriptions/listen" {
+        let reply = super::listen::listen(
+            request.id.clone(),
+            request.params.as_ref(),
+            st.shutdown.clone(),
+            st.config.sse_keep_alive,
+        );
+        return Ok(Reply::Done(reply, Outcome::Ok));
+    }
+    let Some(capability) = required_capability(method) else {
+        let e = ModernError::method_not_found(method, why_not_found(method));
+        return Ok(refusal(Some(&request.id), e));
+    };
+    if !advertises(&st.initialize_result, capability) {
+        let why = format!("the server does not offer {capability}");
+        let e = ModernError::method_not_found(method, &why);
+        return Ok(refusal(Some(&request.id), e));
+    }
+    forward(st, request, tally).await
+}
+
+async fn forward(st: &McpState, request: ModernRequest, tally: Tally) -> Result<Reply, ProxyError> {
+    // Notifications need a stream; a request that asked for none gets JSON,
+    // which also lets its errors carry their HTTP status.
+    let format =
+        ReplyFormat::for_request(request.has_progress_token() || request.log_level.is_some());
+    let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
+    let upstream = OutgoingRequest {
+        id: request.id.clone(),
+        method: request.method.clone(),
+        params: request.upstream_params(),
+    };
+    let info = server_info(&st.initialize_result);
+    let timeout = st.config.request_timeout;
+    let level = request.log_level;
+    let method = request.method;
+    let label = method.clone();
+    let error_code = Arc::new(AtomicI64::new(0));
+    let code_cell = error_code.clone();
+    let done = move |ending: Ending| tally.record(&label, ending.outcome());
+    let work = move |events: Option<mpsc::Sender<Value>>| async move {
+        let (message, ending) = run_call(&conn, upstream, events, level, timeout).await;
+        drop(conn); // back to the pool (or destroyed if broken)
+        let (message, code) = final_message(message, &method, &info);
+        code_cell.store(code.unwrap_or(0), Ordering::Relaxed);
+        (message, ending)
+    };
+    let mut reply = calls::reply(format, request.id, st.config.sse_keep_alive, work, done).await;
+    if format == ReplyFormat::Json {
+        // The JSON reply is built after the call ended, so the code is known.
+        let code = error_code.load(Ordering::Relaxed);
+        *reply.status_mut() = status_for((code != 0).then_some(code));
+    }
+    Ok(Reply::Forwarded(reply))
+}
+
+/// Runs the call; with a stream, passes the server's messages through the
+/// filter on their way to it, in the order the server sent them.
+async fn run_call(
+    conn: &Connection,
+    request: OutgoingRequest,
+    stream: Option<mpsc::Sender<Value>>,
+    level: Option<LogLevel>,
+    timeout: std::time::Duration,
+) -> (Value, Ending) {
+    // Cancellation is the client closing the stream: dropping this future.
+    let never = CancellationToken::new();
+    let Some(stream) = stream else {
+        return calls::call(conn, request, None, timeout, &never).await;
+    };
+    let (tx, mut rx) = mpsc::channel::<Value>(EVENTS_BUFFER);
+    let call = calls::call(conn, request, Some(tx), timeout, &never);
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            // Messages first: the server sent them before its response.
+            biased;
+            Some(message) = rx.recv() => relay(conn, &stream, message, level).await,
+            outcome = &mut call => {
+                while let Ok(message) = rx.try_recv() {
+                    relay(conn, &stream, message, level).await;
+                }
+                return outcome;
+            }
+        }
+    }
+}
+
+/// One server message during a modern call.
+async fn relay(
+    conn: &Connection,
+    stream: &mpsc::Sender<Value>,
+    message: Value,
+    level: Option<LogLevel>,
+) {
+    if let (Some(id), Some(method)) = (
+        message
+            .get("id")
+            .cloned()
+            .and_then(|v| Id::from_value(v).ok()),
+        message.get("method").and_then(Value::as_str),
+    ) {
+        // A server request: a modern stream must not carry it, and answering
+        // it by MRTR waits for the server-request relay (docs/ERAS.md).
+        tracing::debug!(%method, "server request during a modern call; refused upstream");
+        let error = ErrorObject::method_not_found(method).with_data(Value::String(
+            "the client of this call is an MCP 2026-07-28 client, which the proxy cannot ask yet"
+                .into(),
+        ));
+        if let Err(e) = conn.respond(error_response(Some(&id), error)).await {
+            tracing::debug!(error = %e, "could not refuse a server request");
+        }
+        return;
+    }
+    if forwards_notification(&message, level) && stream.send(message).await.is_err() {
+        tracing::trace!("the client's stream is gone; notification dropped");
+    }
+}
