@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -27,134 +27,13 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-/// `Content-Type` of [`Metrics::encode`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+mod labels;
+mod listener;
 
-/// Upper bounds (seconds) of the latency histogram: 0.5 ms to 2 min, wide
-/// enough for a warm native server and a slow tool call alike.
-pub const LATENCY_BUCKETS: [f64; 17] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0, 120.0,
-];
-
-/// MCP methods that get their own `method` label value; any other is `other`.
-pub const KNOWN_METHODS: [&str; 25] = [
-    "initialize",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/read",
-    "resources/templates/list",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "logging/setLevel",
-    "tasks/get",
-    "tasks/list",
-    "tasks/result",
-    "tasks/cancel",
-    "notifications/initialized",
-    "notifications/cancelled",
-    "notifications/progress",
-    "notifications/roots/list_changed",
-    "notifications/message",
-    "server/discover",
-    "sampling/createMessage",
-    "elicitation/create",
-];
-
-/// `method` label for a client response to a server request.
-pub const METHOD_RESPONSE: &str = "response";
-/// `method` label for a body that was refused before a method could be read.
-pub const METHOD_INVALID: &str = "invalid";
-/// `method` label for a method name not in [`KNOWN_METHODS`].
-pub const METHOD_OTHER: &str = "other";
-/// `method` label for the GET stream.
-pub const METHOD_GET_STREAM: &str = "GET";
-/// `method` label for DELETE (end of session).
-pub const METHOD_DELETE: &str = "DELETE";
-
-/// The protocol era of a request to the MCP endpoint (`era` label of
-/// `stdiopool_requests_by_era_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EraLabel {
-    /// MCP 2025-11-25 and earlier: `initialize`, sessions.
-    Legacy,
-    /// MCP 2026-07-28 and later: per-request `_meta`, no sessions.
-    Modern,
-}
-
-impl EraLabel {
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EraLabel::Legacy => "legacy",
-            EraLabel::Modern => "modern",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct EraLabels {
-    era: &'static str,
-}
-
-/// The bounded `method` label for a JSON-RPC method name.
-pub fn method_label(method: &str) -> &'static str {
-    KNOWN_METHODS
-        .iter()
-        .find(|m| **m == method)
-        .copied()
-        .unwrap_or(METHOD_OTHER)
-}
-
-/// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Answered with a result (or 202 for a notification / response).
-    Ok,
-    /// Answered with a JSON-RPC error from the server.
-    Error,
-    /// Refused at the transport level (4xx), nothing reached a child.
-    Rejected,
-    /// No free process within the wait timeout (503).
-    Unavailable,
-    /// The request timed out; the server was sent `notifications/cancelled`.
-    Timeout,
-    /// The server process crashed or broke the stream mid-request.
-    UpstreamFailed,
-    /// The client went away before the answer.
-    Cancelled,
-}
-
-impl Outcome {
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::Rejected => "rejected",
-            Outcome::Unavailable => "unavailable",
-            Outcome::Timeout => "timeout",
-            Outcome::UpstreamFailed => "upstream_failed",
-            Outcome::Cancelled => "cancelled",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct RequestLabels {
-    method: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct MethodLabels {
-    method: &'static str,
-}
+pub use labels::*;
+use labels::{EraLabels, MethodLabels, RequestLabels};
+pub use listener::ListenerSnapshot;
+use listener::{ListenerCollector, ListenerSource};
 
 /// Pool state and lifetime counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -251,136 +130,6 @@ where
 }
 
 type SharedSource = Arc<RwLock<Option<Arc<dyn MetricsSource>>>>;
-
-/// Client connections and GET streams (the listener's limits), read at
-/// scrape time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListenerSnapshot {
-    /// Client connections open now.
-    pub connections_open: u64,
-    /// Most client connections at once.
-    pub connection_limit: u64,
-    /// File descriptors reserved for server processes.
-    pub fds_reserved_for_processes: u64,
-    /// Client connections accepted.
-    pub connections_accepted: u64,
-    /// Connections closed for not sending a request head in time.
-    pub header_timeouts: u64,
-    /// Kept-alive connections closed for idling too long.
-    pub keep_alive_timeouts: u64,
-    /// Idle connections closed to make room at the connection limit.
-    pub connections_evicted: u64,
-    /// Connections closed because the client stopped reading its response.
-    pub send_timeouts: u64,
-    /// Episodes of the connection limit being reached.
-    pub connection_limit_reached: u64,
-    /// `accept` failures.
-    pub accept_errors: u64,
-    /// GET streams open now.
-    pub get_streams_open: u64,
-    /// Most GET streams at once.
-    pub get_stream_limit: u64,
-}
-
-type ListenerSource = Arc<RwLock<Option<Arc<dyn Fn() -> ListenerSnapshot + Send + Sync>>>>;
-
-/// The scrape-time collector of the listener's state.
-struct ListenerCollector {
-    source: ListenerSource,
-}
-
-impl fmt::Debug for ListenerCollector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ListenerCollector").finish_non_exhaustive()
-    }
-}
-
-impl Collector for ListenerCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        let source = match self.source.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        let Some(source) = source else {
-            return Ok(());
-        };
-        let s = source();
-        let e = &mut enc;
-        gauge(
-            e,
-            "stdiopool_connections_open",
-            "Client connections open",
-            s.connections_open,
-        )?;
-        gauge(
-            e,
-            "stdiopool_connection_limit",
-            "Most client connections at once (from the fd budget or --max-connections)",
-            s.connection_limit,
-        )?;
-        gauge(
-            e,
-            "stdiopool_fds_reserved_for_processes",
-            "File descriptors the budget keeps for server processes",
-            s.fds_reserved_for_processes,
-        )?;
-        counter(
-            e,
-            "stdiopool_connections_accepted",
-            "Client connections accepted",
-            s.connections_accepted,
-        )?;
-        counter(
-            e,
-            "stdiopool_connections_header_timeouts",
-            "Client connections closed for not sending a request head in time",
-            s.header_timeouts,
-        )?;
-        counter(
-            e,
-            "stdiopool_connections_keep_alive_timeouts",
-            "Kept-alive client connections closed for idling too long",
-            s.keep_alive_timeouts,
-        )?;
-        counter(
-            e,
-            "stdiopool_connections_send_timeouts",
-            "Client connections closed because the client took none of its response within the send timeout",
-            s.send_timeouts,
-        )?;
-        counter(
-            e,
-            "stdiopool_connections_evicted",
-            "Idle client connections closed to make room at the connection limit",
-            s.connections_evicted,
-        )?;
-        counter(
-            e,
-            "stdiopool_connection_limit_reached",
-            "Episodes of the connection limit being reached",
-            s.connection_limit_reached,
-        )?;
-        counter(
-            e,
-            "stdiopool_accept_errors",
-            "Failed accepts",
-            s.accept_errors,
-        )?;
-        gauge(
-            e,
-            "stdiopool_get_streams_open",
-            "GET streams open",
-            s.get_streams_open,
-        )?;
-        gauge(
-            e,
-            "stdiopool_get_stream_limit",
-            "Most GET streams open at once",
-            s.get_stream_limit,
-        )?;
-        Ok(())
-    }
-}
 
 /// The scrape-time collector: encodes a fresh snapshot each time.
 struct SnapshotCollector {
