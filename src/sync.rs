@@ -27,6 +27,13 @@ pub(crate) mod atomic {
     pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 }
 
+/// Whether the pool state checks its own accounting after every locked
+/// section (`pool::shared::State::check`): on in every build with debug
+/// assertions (so in `cargo test`, unit and integration tests alike) and in
+/// every loom build (which runs in release). Off in release, where the check
+/// would cost a few comparisons under the lock on every checkout.
+pub(crate) const CHECK_INVARIANTS: bool = cfg!(any(debug_assertions, stdiopool_loom));
+
 /// A mutex whose `lock` cannot fail.
 ///
 /// Poisoning is ignored on purpose: every critical section in the pool leaves

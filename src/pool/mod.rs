@@ -32,7 +32,7 @@ pub use guard::Pooled;
 pub use manager::{Manager, ObjectMeta};
 pub use status::{Counters, Status};
 
-use shared::{Destroy, Entry, Grant, Reserve, Shared};
+use shared::{Destroy, Entry, Grant, Hold, Reserve, Shared};
 use status::AtomicCounters;
 
 /// A handle to a pool. Clones share one pool; dropping the last handle closes
@@ -107,6 +107,7 @@ impl<M: Manager> Pool<M> {
     ///
     /// Cancel-safe: dropping the future at any await gives back whatever it
     /// held (a queued place, a granted object, a slot being created into).
+    #[must_use = "a checked-out object is returned as soon as its guard is dropped"]
     pub async fn get(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
         get(self.shared(), true).await
     }
@@ -114,6 +115,7 @@ impl<M: Manager> Pool<M> {
     /// Like [`get`](Self::get) but never waits for another checkout to be
     /// returned: fails with `Timeout(Wait)` when the pool is at `max_size` with
     /// nothing idle. (It may still create or recycle.)
+    #[must_use = "a checked-out object is returned as soon as its guard is dropped"]
     pub async fn try_get(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
         get(self.shared(), false).await
     }
@@ -142,6 +144,9 @@ impl<M: Manager> Pool<M> {
 
     /// Runs one maintenance pass now: destroys broken, outlived and
     /// idle-timed-out idle objects, then creates objects up to `min_idle`.
+    ///
+    /// Cancel-safe: dropping the future mid-`create` gives back every slot
+    /// the pass took and has not yet filled.
     pub async fn maintain(&self) {
         self.shared().maintain().await;
     }
@@ -153,6 +158,7 @@ impl<M: Manager> Pool<M> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NoRuntime)?;
         let weak = std::sync::Arc::downgrade(self.shared());
         let refill = self.shared().refill.clone();
+        let closing = self.shared().closing.clone();
         let interval = self.config().maintenance_interval;
         Ok(runtime.spawn(async move {
             loop {
@@ -161,7 +167,12 @@ impl<M: Manager> Pool<M> {
                     if shared.is_closed() {
                         break;
                     }
-                    shared.maintain().await;
+                    // Closing cancels a pass stuck in a slow `create` (its
+                    // guard gives the slots back) and lets go of the pool.
+                    tokio::select! {
+                        () = shared.maintain() => {}
+                        () = closing.cancelled() => break,
+                    }
                 }
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
@@ -276,17 +287,16 @@ async fn create<M: Manager>(
     slot.disarm();
     match outcome {
         Ok(Ok(obj)) => {
-            let entry = shared.created(obj)?;
+            let entry = shared.created(obj, Hold::Creating)?;
             Ok(Pooled::new(entry, std::sync::Arc::downgrade(shared)))
         }
         Ok(Err(error)) => {
-            shared.create_failed(error.clone());
+            shared.create_failed(error.clone(), Hold::Creating);
             Err(PoolError::Create(error))
         }
         Err(_elapsed) => {
-            AtomicCounters::bump(&shared.counters.create_failures);
             AtomicCounters::bump(&shared.counters.timeouts);
-            shared.release_slot();
+            shared.create_timed_out(Hold::Creating);
             Err(PoolError::Timeout(TimeoutStage::Create))
         }
     }
@@ -349,7 +359,7 @@ impl<M: Manager> SlotGuard<'_, M> {
 impl<M: Manager> Drop for SlotGuard<'_, M> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.release_slot();
+            self.shared.release_slot(Hold::Creating);
         }
     }
 }
