@@ -157,6 +157,8 @@ async fn every_step_outcome_with_every_cutoff_leaves_the_pool_bounded_and_servin
 #[derive(Debug)]
 struct SlowMgr {
     delay: Option<Duration>,
+    /// Creates left that finish at once, before `delay` applies.
+    fast: AtomicUsize,
     live: Arc<AtomicUsize>,
 }
 
@@ -165,7 +167,12 @@ impl Manager for SlowMgr {
     type Error = Fail;
 
     async fn create(&self) -> Result<Obj2, Fail> {
+        let fast = self
+            .fast
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
         match self.delay {
+            _ if fast => {}
             Some(d) => tokio::time::sleep(d).await,
             None => std::future::pending().await,
         }
@@ -192,6 +199,11 @@ impl Drop for Obj2 {
 }
 
 fn slow_pool(delay: Option<Duration>) -> (Pool<SlowMgr>, Arc<AtomicUsize>) {
+    slow_pool_after(delay, 0)
+}
+
+/// A pool whose first `fast` creates finish at once.
+fn slow_pool_after(delay: Option<Duration>, fast: usize) -> (Pool<SlowMgr>, Arc<AtomicUsize>) {
     let live = Arc::new(AtomicUsize::new(0));
     let mut config = PoolConfig::new(2);
     config.min_idle = 2;
@@ -199,6 +211,7 @@ fn slow_pool(delay: Option<Duration>) -> (Pool<SlowMgr>, Arc<AtomicUsize>) {
     config.create_timeout = None;
     let mgr = SlowMgr {
         delay,
+        fast: AtomicUsize::new(fast),
         live: live.clone(),
     };
     (Pool::new(mgr, config), live)
@@ -281,4 +294,34 @@ async fn close_cancels_a_maintenance_pass_stuck_in_create() {
         .expect("task");
     assert_eq!(pool.status().size, 0, "{:?}", pool.status());
     assert_eq!(live.load(SeqCst), 0);
+}
+
+/// DESIGN invariant 5, "at once": the last handle dropped while a maintenance
+/// pass holds the shared state mid-`create` destroys the idle objects now,
+/// not when that pass ends (here it never would), and the task ends. Fails
+/// if the last-reference cleanup (`Drop for Handle`) is deleted.
+#[tokio::test]
+async fn last_handle_dropped_mid_maintenance_destroys_idle_objects_at_once() {
+    let (pool, live) = slow_pool_after(None, 1);
+    drop(pool.get().await.expect("the fast create"));
+    assert_eq!((pool.status().idle, live.load(SeqCst)), (1, 1));
+    let task = pool.spawn_maintenance().expect("runtime");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pool.status().size < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "maintenance never started warming"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(pool);
+    assert_eq!(
+        live.load(SeqCst),
+        0,
+        "the idle object outlived the last handle"
+    );
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the maintenance task ends with the last handle")
+        .expect("task");
 }
