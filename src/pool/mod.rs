@@ -6,13 +6,16 @@
 //! | invariant | holds because | proven by |
 //! |---|---|---|
 //! | bounded | every slot is taken under the lock against `max_size` | `loom_pool::bounded_*`, `pool_state_machine` |
-//! | no lost slot | each slot-taking step has a guard whose `Drop` gives it back | `loom_pool::no_lost_slot_*`, `pool_cancellation` |
+//! | no lost slot | each slot-taking step has a guard whose `Drop` gives it back (`get`: `Wait`, `Checkout`, `SlotGuard`; `maintain`: `shared::Warming`) | `loom_pool::no_lost_slot_*`, `pool_cancel_points`, `pool_cancellation`, the state checker |
 //! | no lost wake-up | waiters queue only when nothing is free; freeing serves the queue first | `loom_pool::no_lost_wakeup_*` |
 //! | exactly-once destruction | objects move by value; every path ends in one drop | `loom_pool::exactly_once_destruction`, `pool_state_machine` |
 //! | last reference | cleanup is `Drop` of the handle's inner value, run once by `Arc` | `loom_pool::last_reference_*` (+ the negative control) |
 //! | close is final | `closed` is checked under the lock by every entry point | `loom_pool::close_is_final` |
 //!
-//! See docs/ARCHITECTURE.md for the state machine.
+//! In test and loom builds the state checks its own accounting after every
+//! locked section (`shared::State::check`). See docs/ARCHITECTURE.md for the
+//! state machine and the table of every await, and docs/VERIFICATION.md for
+//! how each proof is rerun.
 
 mod config;
 mod error;
