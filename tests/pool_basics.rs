@@ -344,3 +344,69 @@ async fn concurrent_gets_never_exceed_max_size() {
     assert!(pool.status().size <= 3);
     assert_eq!(pool.status().waiting, 0);
 }
+
+#[tokio::test]
+async fn the_handle_reports_its_config_manager_status_and_closing() {
+    let mgr = Mgr::default();
+    let mut config = config(3);
+    config.min_idle = 1;
+    let pool = Pool::new(mgr.clone(), config.clone());
+    assert_eq!(pool.config(), &config);
+    assert!(Arc::ptr_eq(&pool.manager().0, &mgr.0));
+    assert!(!pool.is_closed());
+    let held = pool.get().await.unwrap();
+    let debug = format!("{pool:?}");
+    assert!(
+        debug.contains("Pool") && debug.contains("size: 1") && debug.contains("max: 3"),
+        "{debug}"
+    );
+    assert!(format!("{held:?}").contains("Pooled"));
+    let status = pool.status();
+    assert_eq!(
+        (status.size, status.idle, status.in_use, status.max),
+        (1, 0, 1, 3)
+    );
+    assert!(!status.closed && !status.create_failing);
+    drop(held);
+    pool.close();
+    assert!(pool.is_closed());
+    assert!(pool.status().closed);
+}
+
+#[test]
+fn a_pool_config_holds_at_least_one_object() {
+    assert_eq!(PoolConfig::new(0).max_size, 1);
+    assert_eq!(PoolConfig::new(7).max_size, 7);
+    let mut config = PoolConfig::new(1);
+    config.max_size = 0;
+    let pool = Pool::new(Mgr::default(), config);
+    assert_eq!(pool.config().max_size, 1);
+}
+
+#[test]
+fn pool_errors_say_what_ran_out() {
+    let timeout: PoolError<Fail> = PoolError::Timeout(TimeoutStage::Wait);
+    assert_eq!(timeout.to_string(), "timed out waiting for a free object");
+    assert_eq!(
+        PoolError::<Fail>::Timeout(TimeoutStage::Create).to_string(),
+        "timed out creating an object"
+    );
+    assert_eq!(
+        PoolError::<Fail>::Timeout(TimeoutStage::Recycle).to_string(),
+        "timed out recycling an object"
+    );
+}
+
+#[tokio::test]
+async fn a_guard_reports_its_object_meta_and_counts_uses() {
+    let pool = Pool::new(Mgr::default(), config(1));
+    let obj = pool.get().await.unwrap();
+    assert_eq!(Pooled::meta(&obj).uses, 1);
+    drop(obj);
+    let obj = pool.get().await.unwrap();
+    let meta = Pooled::meta(&obj);
+    assert_eq!(meta.uses, 2);
+    assert!(meta.last_used >= meta.created);
+    assert_eq!(pool.counters().recycled, 1);
+    assert_eq!(pool.counters().created, 1);
+}
