@@ -410,3 +410,44 @@ async fn a_guard_reports_its_object_meta_and_counts_uses() {
     assert_eq!(pool.counters().recycled, 1);
     assert_eq!(pool.counters().created, 1);
 }
+
+/// The back-off window doubles with each consecutive failure (1 s, 2 s, 4 s …
+/// up to `max`).
+#[tokio::test(start_paused = true)]
+async fn the_backoff_window_doubles_with_each_failure() {
+    let mgr = Mgr::default();
+    let mut config = config(1);
+    config.create_backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(3),
+    };
+    let pool = Pool::new(mgr.clone(), config);
+    mgr.0.fail_create.store(true, SeqCst);
+    assert!(matches!(pool.get().await, Err(PoolError::Create(_))));
+    let mut window_ends = Vec::new();
+    for _ in 0..5 {
+        // Backing off: gets fail fast until the window ends; the first get
+        // after it tries to create, fails, and opens the next window.
+        let start = tokio::time::Instant::now();
+        loop {
+            match pool.get().await {
+                Err(PoolError::Backoff(_)) => {
+                    tokio::time::advance(Duration::from_millis(250)).await;
+                    assert!(
+                        start.elapsed() < Duration::from_secs(10),
+                        "back-off never ends"
+                    );
+                }
+                Err(PoolError::Create(_)) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        window_ends.push(start.elapsed());
+    }
+    // Windows after failures 1..=5: 1 s, 2 s, then capped at 3 s.
+    assert_eq!(
+        window_ends,
+        [1000, 2000, 3000, 3000, 3000].map(Duration::from_millis),
+        "{window_ends:?}"
+    );
+}

@@ -167,14 +167,13 @@ impl<M: Manager> Pool<M> {
             loop {
                 {
                     let Some(shared) = weak.upgrade() else { break };
-                    if shared.is_closed() {
-                        break;
-                    }
-                    // Closing cancels a pass stuck in a slow `create` (its
-                    // guard gives the slots back) and lets go of the pool.
+                    // Closing ends the task, and cancels a pass stuck in a
+                    // slow `create` (its guard gives the slots back) so the
+                    // pool is let go at once.
                     tokio::select! {
-                        () = shared.maintain() => {}
+                        biased;
                         () = closing.cancelled() => break,
+                        () = shared.maintain() => {}
                     }
                 }
                 tokio::select! {
