@@ -72,25 +72,28 @@ impl<T> Mutex<T> {
 /// Runs `fut` with a deadline. Under loom there is no timer: models never set
 /// timeouts, and the future simply runs to completion.
 ///
-/// The future is polled once before any timer exists: a warm pool's recycle
-/// is usually ready at once, and registering a timer would cost more than
-/// the whole checkout (see docs/PERFORMANCE.md).
+/// With a deadline, the future is polled once before any timer exists: a warm
+/// pool's recycle is usually ready at once, and registering a timer would
+/// cost more than the whole checkout (see docs/PERFORMANCE.md). Without one,
+/// it is simply awaited: polled exactly as often as its caller is, so a
+/// caller cut after its first poll is cut inside `fut` (the loom models and
+/// `pool_cancel_points` rely on that).
 pub(crate) async fn timeout<F: std::future::Future>(
     duration: Option<std::time::Duration>,
     fut: F,
 ) -> Result<F::Output, Elapsed> {
-    let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    if let std::task::Poll::Ready(out) = first {
-        return Ok(out);
+    #[cfg(not(stdiopool_loom))]
+    if let Some(d) = duration {
+        let mut fut = std::pin::pin!(fut);
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(out) = first {
+            return Ok(out);
+        }
+        return tokio::time::timeout(d, fut).await.map_err(|_| Elapsed);
     }
-    match duration {
-        #[cfg(not(stdiopool_loom))]
-        Some(d) => tokio::time::timeout(d, fut).await.map_err(|_| Elapsed),
-        #[cfg(stdiopool_loom)]
-        Some(_) => Ok(fut.await),
-        None => Ok(fut.await),
-    }
+    #[cfg(stdiopool_loom)]
+    let _ = duration;
+    Ok(fut.await)
 }
 
 /// A deadline passed.
