@@ -451,3 +451,105 @@ async fn the_backoff_window_doubles_with_each_failure() {
         "{window_ends:?}"
     );
 }
+
+/// Polls `fut` once with `waker`.
+fn poll_with<F: std::future::Future + Unpin>(
+    fut: &mut F,
+    waker: &std::task::Waker,
+) -> std::task::Poll<F::Output> {
+    std::pin::Pin::new(fut).poll(&mut std::task::Context::from_waker(waker))
+}
+
+/// Counts its wake-ups.
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Closing takes back what was granted to a waiter that has not yet polled
+/// for it (an object, or a slot), and the waiter then sees `Closed`.
+#[tokio::test]
+async fn close_takes_back_grants_not_yet_collected() {
+    for discard in [false, true] {
+        let mgr = Mgr::default();
+        let pool = Pool::new(mgr.clone(), config(1));
+        let held = pool.get().await.unwrap();
+        let mut waiter = Box::pin(pool.get());
+        assert!(poll_with(&mut waiter, std::task::Waker::noop()).is_pending());
+        if discard {
+            Pooled::discard(held); // the waiter is granted the slot
+        } else {
+            drop(held); // the waiter is granted the object
+        }
+        pool.close();
+        assert_eq!(pool.status().size, 0, "discard={discard}");
+        assert_eq!(
+            mgr.0.destroyed.load(SeqCst),
+            mgr.0.created.load(SeqCst),
+            "discard={discard}"
+        );
+        assert!(matches!(
+            poll_with(&mut waiter, std::task::Waker::noop()),
+            std::task::Poll::Ready(Err(PoolError::Closed))
+        ));
+    }
+}
+
+/// A waiter polled again from another task (a new waker) is woken through
+/// the new waker, not the stale one.
+#[tokio::test]
+async fn a_waiter_is_woken_through_its_latest_waker() {
+    let pool = Pool::new(Mgr::default(), config(1));
+    let held = pool.get().await.unwrap();
+    let first = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let latest = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let mut waiter = Box::pin(pool.get());
+    assert!(poll_with(&mut waiter, &first.clone().into()).is_pending());
+    assert!(poll_with(&mut waiter, &latest.clone().into()).is_pending());
+    drop(held);
+    assert_eq!(latest.0.load(SeqCst), 1, "the latest waker is woken");
+    assert_eq!(first.0.load(SeqCst), 0);
+    assert!(poll_with(&mut waiter, std::task::Waker::noop()).is_ready());
+}
+
+/// A `create` that outlives `create_timeout` fails that `get` with
+/// `Timeout(Create)` and frees its slot, on the `get` path and in maintenance.
+#[tokio::test(start_paused = true)]
+async fn a_create_timeout_frees_its_slot() {
+    #[derive(Debug)]
+    struct Slow(Arc<AtomicBool>);
+    impl Manager for Slow {
+        type Object = ();
+        type Error = Fail;
+        async fn create(&self) -> Result<(), Fail> {
+            if self.0.load(SeqCst) {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Ok(())
+        }
+        async fn recycle(&self, _obj: &mut (), _meta: &ObjectMeta) -> Result<(), Fail> {
+            Ok(())
+        }
+        fn is_broken(&self, _obj: &()) -> bool {
+            false
+        }
+    }
+    let slow = Arc::new(AtomicBool::new(true));
+    let mut config = config(1);
+    config.min_idle = 1;
+    config.create_timeout = Some(Duration::from_secs(1));
+    let pool = Pool::new(Slow(slow.clone()), config);
+    assert_eq!(
+        pool.get().await.unwrap_err(),
+        PoolError::Timeout(TimeoutStage::Create)
+    );
+    assert_eq!(pool.status().size, 0);
+    pool.maintain().await;
+    assert_eq!(pool.status().size, 0, "maintenance's timed-out create");
+    assert_eq!(pool.counters().create_failures, 2);
+    slow.store(false, SeqCst);
+    assert!(pool.get().await.is_ok());
+}
