@@ -553,3 +553,64 @@ async fn a_create_timeout_frees_its_slot() {
     slow.store(false, SeqCst);
     assert!(pool.get().await.is_ok());
 }
+
+/// While creation is backing off, maintenance does not spawn into the failing
+/// command; after the window it warms again.
+#[tokio::test(start_paused = true)]
+async fn maintenance_does_not_warm_while_backing_off() {
+    let mgr = Mgr::default();
+    let mut config = config(2);
+    config.min_idle = 2;
+    config.create_backoff = Backoff {
+        initial: Duration::from_secs(5),
+        max: Duration::from_secs(5),
+    };
+    let pool = Pool::new(mgr.clone(), config);
+    mgr.0.fail_create.store(true, SeqCst);
+    assert!(matches!(pool.get().await, Err(PoolError::Create(_))));
+    mgr.0.fail_create.store(false, SeqCst);
+    pool.maintain().await;
+    assert_eq!(mgr.0.created.load(SeqCst), 0, "warmed while backing off");
+    assert_eq!(pool.status().size, 0);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    pool.maintain().await;
+    assert_eq!(pool.status().idle, 2);
+}
+
+/// Two maintenance passes at once: the second counts the first's warming
+/// slots toward `min_idle` and takes none.
+#[tokio::test]
+async fn concurrent_maintenance_passes_warm_min_idle_once() {
+    #[derive(Debug)]
+    struct Gate(Arc<tokio::sync::Semaphore>);
+    impl Manager for Gate {
+        type Object = ();
+        type Error = Fail;
+        async fn create(&self) -> Result<(), Fail> {
+            match self.0.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return Err(Fail("closed".into())),
+            }
+            Ok(())
+        }
+        async fn recycle(&self, _obj: &mut (), _meta: &ObjectMeta) -> Result<(), Fail> {
+            Ok(())
+        }
+        fn is_broken(&self, _obj: &()) -> bool {
+            false
+        }
+    }
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut config = config(4);
+    config.min_idle = 2;
+    let pool = Pool::new(Gate(gate.clone()), config);
+    let mut first = Box::pin(pool.maintain());
+    assert!(poll_with(&mut first, std::task::Waker::noop()).is_pending());
+    assert_eq!(pool.status().size, 2, "the first pass warms two");
+    let mut second = Box::pin(pool.maintain());
+    assert!(poll_with(&mut second, std::task::Waker::noop()).is_ready());
+    assert_eq!(pool.status().size, 2, "the second pass takes none");
+    gate.add_permits(2);
+    first.await;
+    assert_eq!(pool.status().idle, 2);
+}
