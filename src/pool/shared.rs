@@ -840,6 +840,28 @@ mod tests {
     }
 
     #[test]
+    fn the_checker_counts_every_place_a_slot_can_be() {
+        let shared = Shared::new(Unit, PoolConfig::new(5));
+        let mut st = shared.lock();
+        st.lent = 1;
+        st.creating = 1;
+        st.warming = 1;
+        st.granted = 1;
+        st.size = 4; // one in each place: whole, so no panic
+    }
+
+    /// A panic inside a locked section is not turned into an abort by a
+    /// second panic from the checker while unwinding.
+    #[test]
+    #[should_panic(expected = "the first panic")]
+    fn the_checker_stays_quiet_while_unwinding() {
+        let shared = shared();
+        let mut st = shared.lock();
+        st.size += 1;
+        panic!("the first panic");
+    }
+
+    #[test]
     fn the_checker_passes_a_whole_pool_through_get_and_return() {
         let shared = shared();
         let Ok(Reserve::Slot) = shared.reserve(true) else {
