@@ -53,31 +53,51 @@ printf '\n==== mutants: the invariant checker, with its unit tests ====\n'
 cargo mutants "${common[@]}" -F "$checker_re" --output target/mutants/checker \
     --cargo-arg=--lib -- pool:: || status=$?
 
-count() { [[ -f "$1" ]] && grep -c . "$1" || echo 0; }
-caught=0 missed=0 timeout=0 unviable=0
-for run in api checker; do
-    out="target/mutants/$run/mutants.out"
-    caught=$((caught + $(count "$out/caught.txt")))
-    missed=$((missed + $(count "$out/missed.txt")))
-    timeout=$((timeout + $(count "$out/timeout.txt")))
-    unviable=$((unviable + $(count "$out/unviable.txt")))
-done
-# A timed-out mutant was detected (the tests did not pass); an unviable one
-# did not compile and says nothing either way.
-viable=$((caught + missed + timeout))
-printf '\n==== mutation score (src/pool/) ====\n'
-printf 'caught %d, timeout %d, missed %d, unviable %d\n' "$caught" "$timeout" "$missed" "$unviable"
+# The score covers the mutants of the tree as it is now. A run with --iterate
+# tests only what was not caught before and lists the rest as
+# previously_caught (caught *or* unviable), so each run's outcomes are merged
+# into target/mutants/<run>/all-{caught,unviable}.txt, which survive the next
+# run's rotation of mutants.out.
+merge_outcomes() {
+    local dir=target/mutants/$1 cur=target/mutants/$1/mutants.out
+    local prev_caught prev_unviable
+    prev_caught=$(cat "$dir/all-caught.txt" 2>/dev/null || true)
+    prev_unviable=$(cat "$dir/all-unviable.txt" 2>/dev/null || true)
+    local previously
+    previously=$(cat "$cur/previously_caught.txt" 2>/dev/null || true)
+    {
+        cat "$cur/caught.txt" "$cur/timeout.txt" 2>/dev/null || true
+        grep -Fxf <(printf '%s\n' "$previously") <<<"$prev_caught" || true
+    } | sed '/^$/d' | sort -u >"$dir/all-caught.txt"
+    {
+        cat "$cur/unviable.txt" 2>/dev/null || true
+        grep -Fxf <(printf '%s\n' "$previously") <<<"$prev_unviable" || true
+    } | sed '/^$/d' | sort -u >"$dir/all-unviable.txt"
+    sort -u "$cur/missed.txt" 2>/dev/null | sed '/^$/d' >"$dir/all-missed.txt" || true
+}
+merge_outcomes api
+merge_outcomes checker
+
+# The current mutants, each with its last outcome.
+cargo mutants --list --file 'src/pool/**' 2>/dev/null | sort -u >target/mutants/current.txt
+in_current() { grep -Fxf target/mutants/current.txt "$@" 2>/dev/null | grep -c . || true; }
+caught=$(in_current target/mutants/{api,checker}/all-caught.txt)
+missed=$(in_current target/mutants/{api,checker}/all-missed.txt)
+unviable=$(in_current target/mutants/{api,checker}/all-unviable.txt)
+total=$(grep -c . target/mutants/current.txt)
+untested=$((total - caught - missed - unviable))
+viable=$((caught + missed))
+printf '\n==== mutation score (src/pool/, %s) ====\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+printf 'mutants %d: caught %d (timeouts included), missed %d, unviable %d, not tested %d\n' \
+    "$total" "$caught" "$missed" "$unviable" "$untested"
 if ((viable > 0)); then
-    awk -v c=$((caught + timeout)) -v v="$viable" \
+    awk -v c="$caught" -v v="$viable" \
         'BEGIN { printf "score: %.1f %% (%d of %d viable mutants caught)\n", 100 * c / v, c, v }'
 fi
-for run in api checker; do
-    out="target/mutants/$run/mutants.out/missed.txt"
-    if [[ -s "$out" ]]; then
-        printf '\nmissed (%s):\n' "$run"
-        cat "$out"
-    fi
-done
+if ((missed > 0)); then
+    printf '\nmissed:\n'
+    grep -hFxf target/mutants/current.txt target/mutants/{api,checker}/all-missed.txt || true
+fi
 # cargo-mutants exits 2 when some mutant was missed, 3 on a timeout: the score
 # above is the verdict, so only a failure to run at all fails this script.
 if ((status != 0 && status != 2 && status != 3)); then
