@@ -1,7 +1,11 @@
-//! Pool overhead: uncontended get+return, and 4 tasks contending for 2 objects.
+//! Pool overhead: uncontended get+return, 4 tasks contending for 2 objects,
+//! and a storm of 10,000 queued `get`s cancelled (timed-out clients).
 //!
-//! `cargo bench --bench pool`. Goal: ≤ 200 ns for an uncontended get+return.
+//! `cargo bench --bench pool`. Goals: ≤ 200 ns for an uncontended get+return;
+//! cancelling waiters costs O(log n) each under the lock, so 10,000 of them
+//! take milliseconds, not the seconds an O(n) removal (n² in all) would.
 
+use std::future::Future;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -103,5 +107,41 @@ fn contended(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, uncontended, contended);
+/// 10,000 `get`s queued behind the one object, then all dropped oldest first
+/// (the order in which their wait timeouts would fire). Only the drops are
+/// timed.
+fn waiters_cancelling(c: &mut Criterion) {
+    const WAITERS: usize = 10_000;
+    let mut config = PoolConfig::new(1);
+    config.wait_timeout = None;
+    let pool = Pool::new(Mgr, config);
+    let held = match futures_util::FutureExt::now_or_never(pool.get()) {
+        Some(Ok(obj)) => obj,
+        other => panic!("the first get is ready at once: {other:?}"),
+    };
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut group = c.benchmark_group("pool");
+    group.sample_size(10);
+    group.bench_function("10000_waiters_cancelling", |b| {
+        b.iter_batched(
+            || {
+                let mut queued = Vec::with_capacity(WAITERS);
+                for _ in 0..WAITERS {
+                    let mut get = Box::pin(pool.get());
+                    assert!(get.as_mut().poll(&mut cx).is_pending(), "queued");
+                    queued.push(get);
+                }
+                assert_eq!(pool.status().waiting, WAITERS);
+                queued
+            },
+            drop,
+            criterion::BatchSize::PerIteration,
+        );
+        assert_eq!(pool.status().waiting, 0);
+    });
+    group.finish();
+    drop(held);
+}
+
+criterion_group!(benches, uncontended, contended, waiters_cancelling);
 criterion_main!(benches);

@@ -75,6 +75,25 @@ impl Drop for Obj {
 struct Mgr {
     tally: Tally,
     max: usize,
+    /// `create` is pending once (waking itself) before it makes the object,
+    /// so a caller can be cut mid-create.
+    yield_in_create: bool,
+}
+
+/// Pending once, waking itself, then ready.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 impl Manager for Mgr {
@@ -82,6 +101,9 @@ impl Manager for Mgr {
     type Error = TestError;
 
     async fn create(&self) -> Result<Obj, TestError> {
+        if self.yield_in_create {
+            YieldOnce(false).await;
+        }
         let live = self.tally.live.fetch_add(1, SeqCst) + 1;
         assert!(
             live <= self.max,
@@ -105,8 +127,13 @@ impl Manager for Mgr {
 }
 
 fn pool(max: usize) -> (Pool<Mgr>, Tally) {
+    pool_with(max, 0, false)
+}
+
+fn pool_with(max: usize, min_idle: usize, yield_in_create: bool) -> (Pool<Mgr>, Tally) {
     let tally = Tally::new();
     let mut config = PoolConfig::new(max);
+    config.min_idle = min_idle;
     config.wait_timeout = None;
     config.create_timeout = None;
     config.recycle_timeout = None;
@@ -114,6 +141,7 @@ fn pool(max: usize) -> (Pool<Mgr>, Tally) {
     let mgr = Mgr {
         tally: tally.clone(),
         max,
+        yield_in_create,
     };
     (Pool::new(mgr, config), tally)
 }
@@ -269,6 +297,57 @@ fn no_lost_slot_when_a_get_granted_a_slot_is_dropped_unpolled() {
         assert_eq!(pool.status().waiting, 0);
         drop(get(&pool));
         assert_eq!(pool.status().size, 1);
+        drop(pool);
+        tally.assert_all_destroyed_once();
+    });
+}
+
+/// A maintenance pass is cut mid-`create` (its future dropped) while a `get`
+/// runs on another thread: the slots the pass took must come back, so the
+/// `get` is served wherever the cut lands (issue 11: before the fix, the
+/// pass's slots were lost and the `get` waited forever, which loom reports
+/// as a deadlock).
+#[test]
+fn no_lost_slot_when_maintain_is_cancelled_mid_create() {
+    model(|| {
+        let (pool, tally) = pool_with(1, 1, true);
+        let getter = {
+            let pool = pool.clone();
+            thread::spawn(move || drop(get(&pool)))
+        };
+        {
+            let mut pass = pin!(pool.maintain());
+            let _ = poll_once(pass.as_mut());
+            // dropped here: before taking a slot, mid-create, or done
+        }
+        getter.join().unwrap(); // deadlocks if the pass's slot was lost
+        let status = pool.status();
+        assert_eq!((status.in_use, status.waiting), (0, 0));
+        drop(get(&pool));
+        drop(pool);
+        tally.assert_all_destroyed_once();
+    });
+}
+
+/// The pool is closed while a maintenance pass is mid-`create`, and the pass
+/// is then cut (as the maintenance task does on close): nothing stays
+/// counted, and `get` fails fast.
+#[test]
+fn close_is_final_for_a_maintenance_pass_cut_mid_create() {
+    model(|| {
+        let (pool, tally) = pool_with(1, 1, true);
+        let closer = {
+            let pool = pool.clone();
+            thread::spawn(move || pool.close())
+        };
+        {
+            let mut pass = pin!(pool.maintain());
+            let _ = poll_once(pass.as_mut());
+        }
+        closer.join().unwrap();
+        let status = pool.status();
+        assert_eq!((status.size, status.idle), (0, 0));
+        assert!(matches!(block_on(pool.get()), Err(PoolError::Closed)));
         drop(pool);
         tally.assert_all_destroyed_once();
     });

@@ -27,6 +27,13 @@ pub(crate) mod atomic {
     pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 }
 
+/// Whether the pool state checks its own accounting after every locked
+/// section (`pool::shared::State::check`): on in every build with debug
+/// assertions (so in `cargo test`, unit and integration tests alike) and in
+/// every loom build (which runs in release). Off in release, where the check
+/// would cost a few comparisons under the lock on every checkout.
+pub(crate) const CHECK_INVARIANTS: bool = cfg!(any(debug_assertions, stdiopool_loom));
+
 /// A mutex whose `lock` cannot fail.
 ///
 /// Poisoning is ignored on purpose: every critical section in the pool leaves
@@ -65,25 +72,28 @@ impl<T> Mutex<T> {
 /// Runs `fut` with a deadline. Under loom there is no timer: models never set
 /// timeouts, and the future simply runs to completion.
 ///
-/// The future is polled once before any timer exists: a warm pool's recycle
-/// is usually ready at once, and registering a timer would cost more than
-/// the whole checkout (see docs/PERFORMANCE.md).
+/// With a deadline, the future is polled once before any timer exists: a warm
+/// pool's recycle is usually ready at once, and registering a timer would
+/// cost more than the whole checkout (see docs/PERFORMANCE.md). Without one,
+/// it is simply awaited: polled exactly as often as its caller is, so a
+/// caller cut after its first poll is cut inside `fut` (the loom models and
+/// `pool_cancel_points` rely on that).
 pub(crate) async fn timeout<F: std::future::Future>(
     duration: Option<std::time::Duration>,
     fut: F,
 ) -> Result<F::Output, Elapsed> {
-    let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    if let std::task::Poll::Ready(out) = first {
-        return Ok(out);
+    #[cfg(not(stdiopool_loom))]
+    if let Some(d) = duration {
+        let mut fut = std::pin::pin!(fut);
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(out) = first {
+            return Ok(out);
+        }
+        return tokio::time::timeout(d, fut).await.map_err(|_| Elapsed);
     }
-    match duration {
-        #[cfg(not(stdiopool_loom))]
-        Some(d) => tokio::time::timeout(d, fut).await.map_err(|_| Elapsed),
-        #[cfg(stdiopool_loom)]
-        Some(_) => Ok(fut.await),
-        None => Ok(fut.await),
-    }
+    #[cfg(stdiopool_loom)]
+    let _ = duration;
+    Ok(fut.await)
 }
 
 /// A deadline passed.

@@ -344,3 +344,273 @@ async fn concurrent_gets_never_exceed_max_size() {
     assert!(pool.status().size <= 3);
     assert_eq!(pool.status().waiting, 0);
 }
+
+#[tokio::test]
+async fn the_handle_reports_its_config_manager_status_and_closing() {
+    let mgr = Mgr::default();
+    let mut config = config(3);
+    config.min_idle = 1;
+    let pool = Pool::new(mgr.clone(), config.clone());
+    assert_eq!(pool.config(), &config);
+    assert!(Arc::ptr_eq(&pool.manager().0, &mgr.0));
+    assert!(!pool.is_closed());
+    let held = pool.get().await.unwrap();
+    let debug = format!("{pool:?}");
+    assert!(
+        debug.contains("Pool") && debug.contains("size: 1") && debug.contains("max: 3"),
+        "{debug}"
+    );
+    assert!(format!("{held:?}").contains("Pooled"));
+    let status = pool.status();
+    assert_eq!(
+        (status.size, status.idle, status.in_use, status.max),
+        (1, 0, 1, 3)
+    );
+    assert!(!status.closed && !status.create_failing);
+    drop(held);
+    pool.close();
+    assert!(pool.is_closed());
+    assert!(pool.status().closed);
+}
+
+#[test]
+fn a_pool_config_holds_at_least_one_object() {
+    assert_eq!(PoolConfig::new(0).max_size, 1);
+    assert_eq!(PoolConfig::new(7).max_size, 7);
+    let mut config = PoolConfig::new(1);
+    config.max_size = 0;
+    let pool = Pool::new(Mgr::default(), config);
+    assert_eq!(pool.config().max_size, 1);
+}
+
+#[test]
+fn pool_errors_say_what_ran_out() {
+    let timeout: PoolError<Fail> = PoolError::Timeout(TimeoutStage::Wait);
+    assert_eq!(timeout.to_string(), "timed out waiting for a free object");
+    assert_eq!(
+        PoolError::<Fail>::Timeout(TimeoutStage::Create).to_string(),
+        "timed out creating an object"
+    );
+    assert_eq!(
+        PoolError::<Fail>::Timeout(TimeoutStage::Recycle).to_string(),
+        "timed out recycling an object"
+    );
+}
+
+#[tokio::test]
+async fn a_guard_reports_its_object_meta_and_counts_uses() {
+    let pool = Pool::new(Mgr::default(), config(1));
+    let obj = pool.get().await.unwrap();
+    assert_eq!(Pooled::meta(&obj).uses, 1);
+    drop(obj);
+    let obj = pool.get().await.unwrap();
+    let meta = Pooled::meta(&obj);
+    assert_eq!(meta.uses, 2);
+    assert!(meta.last_used >= meta.created);
+    assert_eq!(pool.counters().recycled, 1);
+    assert_eq!(pool.counters().created, 1);
+}
+
+/// The back-off window doubles with each consecutive failure (1 s, 2 s, 4 s …
+/// up to `max`).
+#[tokio::test(start_paused = true)]
+async fn the_backoff_window_doubles_with_each_failure() {
+    let mgr = Mgr::default();
+    let mut config = config(1);
+    config.create_backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(3),
+    };
+    let pool = Pool::new(mgr.clone(), config);
+    mgr.0.fail_create.store(true, SeqCst);
+    assert!(matches!(pool.get().await, Err(PoolError::Create(_))));
+    let mut window_ends = Vec::new();
+    for _ in 0..5 {
+        // Backing off: gets fail fast until the window ends; the first get
+        // after it tries to create, fails, and opens the next window.
+        let start = tokio::time::Instant::now();
+        loop {
+            match pool.get().await {
+                Err(PoolError::Backoff(_)) => {
+                    tokio::time::advance(Duration::from_millis(250)).await;
+                    assert!(
+                        start.elapsed() < Duration::from_secs(10),
+                        "back-off never ends"
+                    );
+                }
+                Err(PoolError::Create(_)) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        window_ends.push(start.elapsed());
+    }
+    // Windows after failures 1..=5: 1 s, 2 s, then capped at 3 s.
+    assert_eq!(
+        window_ends,
+        [1000, 2000, 3000, 3000, 3000].map(Duration::from_millis),
+        "{window_ends:?}"
+    );
+}
+
+/// Polls `fut` once with `waker`.
+fn poll_with<F: std::future::Future + Unpin>(
+    fut: &mut F,
+    waker: &std::task::Waker,
+) -> std::task::Poll<F::Output> {
+    std::pin::Pin::new(fut).poll(&mut std::task::Context::from_waker(waker))
+}
+
+/// Counts its wake-ups.
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Closing takes back what was granted to a waiter that has not yet polled
+/// for it (an object, or a slot), and the waiter then sees `Closed`.
+#[tokio::test]
+async fn close_takes_back_grants_not_yet_collected() {
+    for discard in [false, true] {
+        let mgr = Mgr::default();
+        let pool = Pool::new(mgr.clone(), config(1));
+        let held = pool.get().await.unwrap();
+        let mut waiter = Box::pin(pool.get());
+        assert!(poll_with(&mut waiter, std::task::Waker::noop()).is_pending());
+        if discard {
+            Pooled::discard(held); // the waiter is granted the slot
+        } else {
+            drop(held); // the waiter is granted the object
+        }
+        pool.close();
+        assert_eq!(pool.status().size, 0, "discard={discard}");
+        assert_eq!(
+            mgr.0.destroyed.load(SeqCst),
+            mgr.0.created.load(SeqCst),
+            "discard={discard}"
+        );
+        assert!(matches!(
+            poll_with(&mut waiter, std::task::Waker::noop()),
+            std::task::Poll::Ready(Err(PoolError::Closed))
+        ));
+    }
+}
+
+/// A waiter polled again from another task (a new waker) is woken through
+/// the new waker, not the stale one.
+#[tokio::test]
+async fn a_waiter_is_woken_through_its_latest_waker() {
+    let pool = Pool::new(Mgr::default(), config(1));
+    let held = pool.get().await.unwrap();
+    let first = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let latest = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let mut waiter = Box::pin(pool.get());
+    assert!(poll_with(&mut waiter, &first.clone().into()).is_pending());
+    assert!(poll_with(&mut waiter, &latest.clone().into()).is_pending());
+    drop(held);
+    assert_eq!(latest.0.load(SeqCst), 1, "the latest waker is woken");
+    assert_eq!(first.0.load(SeqCst), 0);
+    assert!(poll_with(&mut waiter, std::task::Waker::noop()).is_ready());
+}
+
+/// A `create` that outlives `create_timeout` fails that `get` with
+/// `Timeout(Create)` and frees its slot, on the `get` path and in maintenance.
+#[tokio::test(start_paused = true)]
+async fn a_create_timeout_frees_its_slot() {
+    #[derive(Debug)]
+    struct Slow(Arc<AtomicBool>);
+    impl Manager for Slow {
+        type Object = ();
+        type Error = Fail;
+        async fn create(&self) -> Result<(), Fail> {
+            if self.0.load(SeqCst) {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Ok(())
+        }
+        async fn recycle(&self, _obj: &mut (), _meta: &ObjectMeta) -> Result<(), Fail> {
+            Ok(())
+        }
+        fn is_broken(&self, _obj: &()) -> bool {
+            false
+        }
+    }
+    let slow = Arc::new(AtomicBool::new(true));
+    let mut config = config(1);
+    config.min_idle = 1;
+    config.create_timeout = Some(Duration::from_secs(1));
+    let pool = Pool::new(Slow(slow.clone()), config);
+    assert_eq!(
+        pool.get().await.unwrap_err(),
+        PoolError::Timeout(TimeoutStage::Create)
+    );
+    assert_eq!(pool.status().size, 0);
+    pool.maintain().await;
+    assert_eq!(pool.status().size, 0, "maintenance's timed-out create");
+    assert_eq!(pool.counters().create_failures, 2);
+    slow.store(false, SeqCst);
+    assert!(pool.get().await.is_ok());
+}
+
+/// While creation is backing off, maintenance does not spawn into the failing
+/// command; after the window it warms again.
+#[tokio::test(start_paused = true)]
+async fn maintenance_does_not_warm_while_backing_off() {
+    let mgr = Mgr::default();
+    let mut config = config(2);
+    config.min_idle = 2;
+    config.create_backoff = Backoff {
+        initial: Duration::from_secs(5),
+        max: Duration::from_secs(5),
+    };
+    let pool = Pool::new(mgr.clone(), config);
+    mgr.0.fail_create.store(true, SeqCst);
+    assert!(matches!(pool.get().await, Err(PoolError::Create(_))));
+    mgr.0.fail_create.store(false, SeqCst);
+    pool.maintain().await;
+    assert_eq!(mgr.0.created.load(SeqCst), 0, "warmed while backing off");
+    assert_eq!(pool.status().size, 0);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    pool.maintain().await;
+    assert_eq!(pool.status().idle, 2);
+}
+
+/// Two maintenance passes at once: the second counts the first's warming
+/// slots toward `min_idle` and takes none.
+#[tokio::test]
+async fn concurrent_maintenance_passes_warm_min_idle_once() {
+    #[derive(Debug)]
+    struct Gate(Arc<tokio::sync::Semaphore>);
+    impl Manager for Gate {
+        type Object = ();
+        type Error = Fail;
+        async fn create(&self) -> Result<(), Fail> {
+            match self.0.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return Err(Fail("closed".into())),
+            }
+            Ok(())
+        }
+        async fn recycle(&self, _obj: &mut (), _meta: &ObjectMeta) -> Result<(), Fail> {
+            Ok(())
+        }
+        fn is_broken(&self, _obj: &()) -> bool {
+            false
+        }
+    }
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut config = config(4);
+    config.min_idle = 2;
+    let pool = Pool::new(Gate(gate.clone()), config);
+    let mut first = Box::pin(pool.maintain());
+    assert!(poll_with(&mut first, std::task::Waker::noop()).is_pending());
+    assert_eq!(pool.status().size, 2, "the first pass warms two");
+    let mut second = Box::pin(pool.maintain());
+    assert!(poll_with(&mut second, std::task::Waker::noop()).is_ready());
+    assert_eq!(pool.status().size, 2, "the second pass takes none");
+    gate.add_permits(2);
+    first.await;
+    assert_eq!(pool.status().idle, 2);
+}

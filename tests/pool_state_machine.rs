@@ -1,6 +1,7 @@
 //! A proptest state machine for the pool: random sequences of get / return /
 //! return-broken / discard / poll or cancel a waiting get / clone and drop
-//! handles / close / maintenance / breaking idle objects / failing creates,
+//! handles / close / maintenance / a maintenance pass cut mid-create /
+//! breaking idle objects / failing creates,
 //! run against a reference model that predicts every outcome.
 //!
 //! Checked after every step: live ≤ max; created − destroyed = live; no
@@ -32,6 +33,8 @@ struct Tally {
     destroyed: BTreeSet<u64>,
     broken: BTreeSet<u64>,
     create_fails: bool,
+    /// `create` never finishes (set only while a maintenance pass is cut).
+    creates_hang: bool,
 }
 
 #[derive(Debug)]
@@ -64,6 +67,10 @@ impl Manager for Mgr {
     type Error = Fail;
 
     async fn create(&self) -> Result<Obj, Fail> {
+        let hang = self.0.lock().unwrap().creates_hang;
+        if hang {
+            std::future::pending::<()>().await;
+        }
         let mut t = self.0.lock().unwrap();
         if t.create_fails {
             return Err(Fail);
@@ -141,6 +148,8 @@ enum T {
     DropHandle,
     Close,
     Maintain,
+    /// A maintenance pass polled once (its `create`s hang) and dropped.
+    CancelMaintain,
     SetCreateFails(bool),
 }
 
@@ -278,6 +287,18 @@ impl Model {
         }
     }
 
+    /// Maintenance's first phase: broken idle objects are destroyed.
+    fn reap(&mut self) {
+        let idle = std::mem::take(&mut self.idle);
+        let (doomed, kept): (Vec<u64>, Vec<u64>) =
+            idle.into_iter().partition(|id| self.broken.contains(id));
+        self.idle = kept;
+        for id in doomed {
+            self.destroy(id);
+            self.release_slot();
+        }
+    }
+
     fn return_guard(&mut self, id: u64, discard: bool) {
         if self.closed {
             self.size = self.size.saturating_sub(1);
@@ -312,6 +333,7 @@ impl ReferenceStateMachine for Model {
                 (1, Just(T::DropHandle).boxed()),
                 (1, Just(T::Close).boxed()),
                 (2, Just(T::Maintain).boxed()),
+                (2, Just(T::CancelMaintain).boxed()),
             ]);
         }
         let held = s.held.len();
@@ -337,7 +359,12 @@ impl ReferenceStateMachine for Model {
 
     fn preconditions(s: &Model, t: &T) -> bool {
         match t {
-            T::Get | T::CloneHandle | T::DropHandle | T::Close | T::Maintain => s.handles > 0,
+            T::Get
+            | T::CloneHandle
+            | T::DropHandle
+            | T::Close
+            | T::Maintain
+            | T::CancelMaintain => s.handles > 0,
             T::Return(i) | T::ReturnBroken(i) | T::Discard(i) => *i < s.held.len(),
             T::PollWaiter(i) | T::CancelWaiter(i) => *i < s.waiters.len(),
             T::BreakIdle(i) => *i < s.idle.len(),
@@ -414,16 +441,16 @@ impl ReferenceStateMachine for Model {
                 s.waiter_gone();
             }
             T::Close => s.close(),
+            // Cut mid-create, a pass has only reaped: the slots it took to
+            // warm are all given back (the issue 11 bug kept them).
+            T::CancelMaintain => {
+                if !s.closed {
+                    s.reap();
+                }
+            }
             T::Maintain => {
                 if !s.closed {
-                    let idle = std::mem::take(&mut s.idle);
-                    let (doomed, kept): (Vec<u64>, Vec<u64>) =
-                        idle.into_iter().partition(|id| s.broken.contains(id));
-                    s.idle = kept;
-                    for id in doomed {
-                        s.destroy(id);
-                        s.release_slot();
-                    }
+                    s.reap();
                     let want = s.min_idle.saturating_sub(s.idle.len());
                     let n = if s.queue.is_empty() {
                         want.min(s.max - s.size)
@@ -566,6 +593,19 @@ impl StateMachineTest for PoolMachine {
             }
             T::Maintain => {
                 block_on(sut.handles[0].maintain());
+                None
+            }
+            T::CancelMaintain => {
+                sut.tally.lock().unwrap().creates_hang = true;
+                {
+                    let mut pass = std::pin::pin!(sut.handles[0].maintain());
+                    let cut = pass
+                        .as_mut()
+                        .poll(&mut Context::from_waker(std::task::Waker::noop()));
+                    // Pending only if it reached a create; either way dropped.
+                    let _ = cut;
+                }
+                sut.tally.lock().unwrap().creates_hang = false;
                 None
             }
             T::SetCreateFails(b) => {

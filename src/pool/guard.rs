@@ -16,6 +16,7 @@ use super::shared::{Destroy, Entry, Shared};
 ///
 /// The guard holds a `Weak` reference: it never keeps a dropped pool alive,
 /// and an object returned to a pool that is gone is simply destroyed.
+#[must_use = "dropping the guard returns the object to the pool at once"]
 pub struct Pooled<M: Manager> {
     entry: Option<Entry<M::Object>>,
     pool: Weak<Shared<M>>,
@@ -63,15 +64,7 @@ impl<M: Manager> Drop for Pooled<M> {
             shared.destroy(entry, Destroy::Broken);
             return;
         }
-        let used_up = shared
-            .config
-            .max_uses
-            .is_some_and(|max| entry.meta.uses >= max);
-        let too_old = shared
-            .config
-            .max_lifetime
-            .is_some_and(|max| entry.meta.created.elapsed() >= max);
-        if used_up || too_old {
+        if shared.retired(&entry.meta) {
             shared.destroy(entry, Destroy::Retired);
             return;
         }

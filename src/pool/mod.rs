@@ -6,13 +6,16 @@
 //! | invariant | holds because | proven by |
 //! |---|---|---|
 //! | bounded | every slot is taken under the lock against `max_size` | `loom_pool::bounded_*`, `pool_state_machine` |
-//! | no lost slot | each slot-taking step has a guard whose `Drop` gives it back | `loom_pool::no_lost_slot_*`, `pool_cancellation` |
+//! | no lost slot | each slot-taking step has a guard whose `Drop` gives it back (`get`: `Wait`, `Checkout`, `SlotGuard`; `maintain`: `shared::Warming`) | `loom_pool::no_lost_slot_*`, `pool_cancel_points`, `pool_cancellation`, the state checker |
 //! | no lost wake-up | waiters queue only when nothing is free; freeing serves the queue first | `loom_pool::no_lost_wakeup_*` |
 //! | exactly-once destruction | objects move by value; every path ends in one drop | `loom_pool::exactly_once_destruction`, `pool_state_machine` |
 //! | last reference | cleanup is `Drop` of the handle's inner value, run once by `Arc` | `loom_pool::last_reference_*` (+ the negative control) |
 //! | close is final | `closed` is checked under the lock by every entry point | `loom_pool::close_is_final` |
 //!
-//! See docs/ARCHITECTURE.md for the state machine.
+//! In test and loom builds the state checks its own accounting after every
+//! locked section (`shared::State::check`). See docs/ARCHITECTURE.md for the
+//! state machine and the table of every await, and docs/VERIFICATION.md for
+//! how each proof is rerun.
 
 mod config;
 mod error;
@@ -32,7 +35,7 @@ pub use guard::Pooled;
 pub use manager::{Manager, ObjectMeta};
 pub use status::{Counters, Status};
 
-use shared::{Destroy, Entry, Grant, Reserve, Shared};
+use shared::{Destroy, Entry, Grant, Hold, Reserve, Shared};
 use status::AtomicCounters;
 
 /// A handle to a pool. Clones share one pool; dropping the last handle closes
@@ -107,6 +110,7 @@ impl<M: Manager> Pool<M> {
     ///
     /// Cancel-safe: dropping the future at any await gives back whatever it
     /// held (a queued place, a granted object, a slot being created into).
+    #[must_use = "a checked-out object is returned as soon as its guard is dropped"]
     pub async fn get(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
         get(self.shared(), true).await
     }
@@ -114,6 +118,7 @@ impl<M: Manager> Pool<M> {
     /// Like [`get`](Self::get) but never waits for another checkout to be
     /// returned: fails with `Timeout(Wait)` when the pool is at `max_size` with
     /// nothing idle. (It may still create or recycle.)
+    #[must_use = "a checked-out object is returned as soon as its guard is dropped"]
     pub async fn try_get(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
         get(self.shared(), false).await
     }
@@ -142,6 +147,9 @@ impl<M: Manager> Pool<M> {
 
     /// Runs one maintenance pass now: destroys broken, outlived and
     /// idle-timed-out idle objects, then creates objects up to `min_idle`.
+    ///
+    /// Cancel-safe: dropping the future mid-`create` gives back every slot
+    /// the pass took and has not yet filled.
     pub async fn maintain(&self) {
         self.shared().maintain().await;
     }
@@ -153,15 +161,20 @@ impl<M: Manager> Pool<M> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NoRuntime)?;
         let weak = std::sync::Arc::downgrade(self.shared());
         let refill = self.shared().refill.clone();
+        let closing = self.shared().closing.clone();
         let interval = self.config().maintenance_interval;
         Ok(runtime.spawn(async move {
             loop {
                 {
                     let Some(shared) = weak.upgrade() else { break };
-                    if shared.is_closed() {
-                        break;
+                    // Closing ends the task, and cancels a pass stuck in a
+                    // slow `create` (its guard gives the slots back) so the
+                    // pool is let go at once.
+                    tokio::select! {
+                        biased;
+                        () = closing.cancelled() => break,
+                        () = shared.maintain() => {}
                     }
-                    shared.maintain().await;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
@@ -276,17 +289,16 @@ async fn create<M: Manager>(
     slot.disarm();
     match outcome {
         Ok(Ok(obj)) => {
-            let entry = shared.created(obj)?;
+            let entry = shared.created(obj, Hold::Creating)?;
             Ok(Pooled::new(entry, std::sync::Arc::downgrade(shared)))
         }
         Ok(Err(error)) => {
-            shared.create_failed(error.clone());
+            shared.create_failed(error.clone(), Hold::Creating);
             Err(PoolError::Create(error))
         }
         Err(_elapsed) => {
-            AtomicCounters::bump(&shared.counters.create_failures);
             AtomicCounters::bump(&shared.counters.timeouts);
-            shared.release_slot();
+            shared.create_timed_out(Hold::Creating);
             Err(PoolError::Timeout(TimeoutStage::Create))
         }
     }
@@ -349,7 +361,7 @@ impl<M: Manager> SlotGuard<'_, M> {
 impl<M: Manager> Drop for SlotGuard<'_, M> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.release_slot();
+            self.shared.release_slot(Hold::Creating);
         }
     }
 }

@@ -18,16 +18,21 @@
 //! after it has been dropped, so the number of live objects never exceeds
 //! `max_size` even for an instant. (The close path frees slots first and drops
 //! after; it may, because a closed pool creates nothing.)
+//!
+//! Every slot is counted in exactly one place ([`Hold`]), and each function
+//! that moves a slot names where it moves it from. In test and loom builds
+//! (`sync::CHECK_INVARIANTS`) the state checks that accounting after every
+//! locked section: see [`State::check`].
 
 use crate::sync::Instant;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::task::{Context, Poll, Waker};
 
 use super::config::PoolConfig;
 use super::error::PoolError;
 use super::manager::{Manager, ObjectMeta};
 use super::status::{AtomicCounters, Status};
-use crate::sync::Mutex;
+use crate::sync::{Mutex, MutexGuard};
 
 /// An object and its bookkeeping.
 #[derive(Debug)]
@@ -64,6 +69,22 @@ pub(crate) enum Destroy {
     Closed,
 }
 
+/// Where a taken slot is counted. Every slot in `size` is in exactly one of
+/// these (or in the idle list); a function that gives a slot back or moves it
+/// names the place it leaves, so the checker can hold the sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// An object outside the idle list: checked out (a `Pooled`), being
+    /// recycled, or on its way to being dropped.
+    Lent,
+    /// A slot reserved by a `get` that is creating into it.
+    Creating,
+    /// A slot maintenance is warming an object into.
+    Warming,
+    /// An object or slot granted to a waiter that has not collected it.
+    Granted,
+}
+
 #[derive(Debug)]
 struct Waiter<O, E> {
     waker: Option<Waker>,
@@ -78,19 +99,115 @@ struct Failure<E> {
 }
 
 #[derive(Debug)]
-struct State<O, E> {
+pub(crate) struct State<O, E> {
     idle: VecDeque<Entry<O>>,
-    /// Slots taken: idle + checked out + granted + being created.
+    /// Slots taken: idle + lent + creating + warming + granted.
     size: usize,
-    /// Waiters without a grant, oldest first.
-    queue: VecDeque<u64>,
+    /// Waiters without a grant, oldest first: ids only grow, so the ordered
+    /// set is the FIFO, and a cancelled waiter leaves it in O(log n).
+    queue: BTreeSet<u64>,
     /// Every live waiter, granted or not.
     waiters: HashMap<u64, Waiter<O, E>>,
     next_waiter: u64,
+    /// Objects outside the idle list ([`Hold::Lent`]).
+    lent: usize,
+    /// Slots `get` is creating into ([`Hold::Creating`]).
+    creating: usize,
     /// Maintenance creations in progress (they count toward `min_idle`).
     warming: usize,
+    /// Objects or slots granted and not yet collected ([`Hold::Granted`]).
+    granted: usize,
     closed: bool,
     failure: Option<Failure<E>>,
+}
+
+impl<O, E> State<O, E> {
+    fn hold(&mut self, hold: Hold) -> &mut usize {
+        match hold {
+            Hold::Lent => &mut self.lent,
+            Hold::Creating => &mut self.creating,
+            Hold::Warming => &mut self.warming,
+            Hold::Granted => &mut self.granted,
+        }
+    }
+
+    /// Moves one slot's count from `from` to `to`.
+    fn shift(&mut self, from: Hold, to: Hold) {
+        *self.hold(from) -= 1;
+        *self.hold(to) += 1;
+    }
+
+    /// The accounting every locked section must leave behind. Panics (with
+    /// "pool accounting") on the first rule broken: a bug in this file.
+    ///
+    /// 1. size = idle + lent + creating + warming + granted ≤ max;
+    /// 2. nobody is queued while an object is idle or a slot is free;
+    /// 3. a closed pool has nothing idle and nobody queued;
+    /// 4. every queued id is a live waiter without a grant.
+    pub(crate) fn check(&self, max: usize) {
+        let parts = self.idle.len() + self.lent + self.creating + self.warming + self.granted;
+        assert!(
+            self.size == parts && self.size <= max,
+            "pool accounting: size {} != idle {} + lent {} + creating {} + warming {} + granted {} (max {max})",
+            self.size,
+            self.idle.len(),
+            self.lent,
+            self.creating,
+            self.warming,
+            self.granted,
+        );
+        assert!(
+            self.queue.is_empty() || (self.idle.is_empty() && self.size == max),
+            "pool accounting: {} queued while {} idle and size {}/{max}",
+            self.queue.len(),
+            self.idle.len(),
+            self.size,
+        );
+        assert!(
+            !self.closed || (self.idle.is_empty() && self.queue.is_empty()),
+            "pool accounting: closed with {} idle and {} queued",
+            self.idle.len(),
+            self.queue.len(),
+        );
+        assert!(
+            self.queue.len() <= self.waiters.len()
+                && self
+                    .queue
+                    .first()
+                    .is_none_or(|id| { self.waiters.get(id).is_some_and(|w| w.grant.is_none()) }),
+            "pool accounting: the queue names a waiter that is gone or granted",
+        );
+    }
+}
+
+/// The lock on the state. Dropping it (the end of every locked section) runs
+/// [`State::check`] in test and loom builds.
+pub(crate) struct Locked<'a, O, E> {
+    guard: MutexGuard<'a, State<O, E>>,
+    max: usize,
+}
+
+impl<O, E> std::ops::Deref for Locked<'_, O, E> {
+    type Target = State<O, E>;
+
+    fn deref(&self) -> &State<O, E> {
+        &self.guard
+    }
+}
+
+impl<O, E> std::ops::DerefMut for Locked<'_, O, E> {
+    fn deref_mut(&mut self) -> &mut State<O, E> {
+        &mut self.guard
+    }
+}
+
+impl<O, E> Drop for Locked<'_, O, E> {
+    fn drop(&mut self) {
+        // Not while unwinding: a second panic would abort and hide the first.
+        if crate::sync::CHECK_INVARIANTS && !std::thread::panicking() {
+            self.guard.check(self.max);
+        }
+    }
 }
 
 /// Side effects collected under the lock and performed after it is released.
@@ -117,6 +234,9 @@ pub(crate) struct Shared<M: Manager> {
     /// closed). Held in its own `Arc` so the task can wait on it without
     /// holding the pool.
     pub(crate) refill: std::sync::Arc<tokio::sync::Notify>,
+    /// Cancelled by `close`: the maintenance task stops a pass mid-`create`
+    /// on it instead of finishing the pass into a closed pool.
+    pub(crate) closing: tokio_util::sync::CancellationToken,
 }
 
 impl<M: Manager> std::fmt::Debug for Shared<M> {
@@ -137,20 +257,32 @@ impl<M: Manager> Shared<M> {
             state: Mutex::new(State {
                 idle: VecDeque::new(),
                 size: 0,
-                queue: VecDeque::new(),
+                queue: BTreeSet::new(),
                 waiters: HashMap::new(),
                 next_waiter: 0,
+                lent: 0,
+                creating: 0,
                 warming: 0,
+                granted: 0,
                 closed: false,
                 failure: None,
             }),
             counters: AtomicCounters::default(),
             refill: std::sync::Arc::new(tokio::sync::Notify::new()),
+            closing: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    /// Locks the state; the end of the section is checked (see [`Locked`]).
+    pub(crate) fn lock(&self) -> Locked<'_, M::Object, M::Error> {
+        Locked {
+            guard: self.state.lock(),
+            max: self.config.max_size,
         }
     }
 
     pub(crate) fn status(&self) -> Status {
-        let st = self.state.lock();
+        let st = self.lock();
         Status {
             size: st.size,
             idle: st.idle.len(),
@@ -163,13 +295,20 @@ impl<M: Manager> Shared<M> {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.state.lock().closed
+        self.lock().closed
     }
 
-    fn outlived(&self, meta: &ObjectMeta) -> bool {
-        self.config
-            .max_lifetime
-            .is_some_and(|max| meta.created.elapsed() >= max)
+    /// The retirement rule, written once: an object that has served
+    /// `max_uses` checkouts or outlived `max_lifetime` is destroyed instead of
+    /// being lent again. The guard applies it on return, `reserve` on
+    /// checkout and maintenance to idle objects. (A broken object and an idle
+    /// timeout are other reasons, each checked in one place.)
+    pub(crate) fn retired(&self, meta: &ObjectMeta) -> bool {
+        self.config.max_uses.is_some_and(|max| meta.uses >= max)
+            || self
+                .config
+                .max_lifetime
+                .is_some_and(|max| meta.created.elapsed() >= max)
     }
 
     /// Takes an idle object or a free slot, or queues the caller.
@@ -179,13 +318,13 @@ impl<M: Manager> Shared<M> {
     ) -> Result<Reserve<M::Object>, PoolError<M::Error>> {
         loop {
             let reserved = {
-                let mut st = self.state.lock();
+                let mut st = self.lock();
                 self.reserve_locked(&mut st, may_wait)
             };
             match reserved {
                 // Checked outside the lock (drop first, then free the slot)
                 // so a retired object never coexists with its replacement.
-                Ok(Reserve::Object(entry)) if self.outlived(&entry.meta) => {
+                Ok(Reserve::Object(entry)) if self.retired(&entry.meta) => {
                     self.destroy(entry, Destroy::Retired);
                 }
                 other => return other,
@@ -204,6 +343,7 @@ impl<M: Manager> Shared<M> {
         // LIFO: the most recently used object is the warmest, and the cold
         // end of the list is left for `idle_timeout` to shrink.
         if let Some(entry) = st.idle.pop_back() {
+            st.lent += 1;
             return Ok(Reserve::Object(entry));
         }
         if st.size < self.config.max_size {
@@ -213,6 +353,7 @@ impl<M: Manager> Shared<M> {
                 return Err(PoolError::Backoff(failure.error.clone()));
             }
             st.size += 1;
+            st.creating += 1;
             return Ok(Reserve::Slot);
         }
         if !may_wait {
@@ -220,7 +361,7 @@ impl<M: Manager> Shared<M> {
         }
         let id = st.next_waiter;
         st.next_waiter += 1;
-        st.queue.push_back(id);
+        st.queue.insert(id);
         st.waiters.insert(
             id,
             Waiter {
@@ -237,7 +378,7 @@ impl<M: Manager> Shared<M> {
         id: u64,
         cx: &mut Context<'_>,
     ) -> Poll<Grant<M::Object, M::Error>> {
-        let mut st = self.state.lock();
+        let mut st = self.lock();
         let Some(waiter) = st.waiters.get_mut(&id) else {
             // Unreachable by construction (only the waiter removes itself);
             // answering Closed keeps the caller safe if it ever happens.
@@ -245,6 +386,11 @@ impl<M: Manager> Shared<M> {
         };
         if let Some(grant) = waiter.grant.take() {
             st.waiters.remove(&id);
+            match grant {
+                Grant::Object(_) => st.shift(Hold::Granted, Hold::Lent),
+                Grant::Slot => st.shift(Hold::Granted, Hold::Creating),
+                Grant::Fail(_) => {}
+            }
             return Poll::Ready(grant);
         }
         match &mut waiter.waker {
@@ -259,12 +405,18 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn cancel_wait(&self, id: u64) {
         let mut deferred = Deferred::new();
         {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             if let Some(waiter) = st.waiters.remove(&id) {
                 match waiter.grant {
-                    None => st.queue.retain(|&q| q != id),
-                    Some(Grant::Object(entry)) => self.return_locked(&mut st, entry, &mut deferred),
-                    Some(Grant::Slot) => self.release_slot_locked(&mut st, &mut deferred),
+                    None => {
+                        st.queue.remove(&id);
+                    }
+                    Some(Grant::Object(entry)) => {
+                        self.return_locked(&mut st, entry, Hold::Granted, &mut deferred);
+                    }
+                    Some(Grant::Slot) => {
+                        self.release_slot_locked(&mut st, Hold::Granted, &mut deferred);
+                    }
                     Some(Grant::Fail(_)) => {}
                 }
             }
@@ -272,12 +424,13 @@ impl<M: Manager> Shared<M> {
         self.finish(deferred);
     }
 
-    /// Gives a healthy object back: to the oldest waiter, else to the idle list.
+    /// Gives a healthy lent object back: to the oldest waiter, else to the
+    /// idle list.
     pub(crate) fn return_object(&self, entry: Entry<M::Object>) {
         let mut deferred = Deferred::new();
         {
-            let mut st = self.state.lock();
-            self.return_locked(&mut st, entry, &mut deferred);
+            let mut st = self.lock();
+            self.return_locked(&mut st, entry, Hold::Lent, &mut deferred);
         }
         self.finish(deferred);
     }
@@ -286,32 +439,35 @@ impl<M: Manager> Shared<M> {
         &self,
         st: &mut State<M::Object, M::Error>,
         entry: Entry<M::Object>,
+        from: Hold,
         deferred: &mut Deferred<M::Object>,
     ) {
+        *st.hold(from) -= 1;
         if st.closed {
             st.size -= 1;
             deferred.destroy.push((entry, Destroy::Closed));
-        } else if let Some(id) = st.queue.pop_front() {
-            grant_locked(st, id, Grant::Object(entry), deferred);
+        } else if let Some(id) = st.queue.pop_first() {
+            st.grant(id, Grant::Object(entry), deferred);
         } else {
             st.idle.push_back(entry);
         }
     }
 
-    /// Drops an object, then frees its slot.
+    /// Drops a lent object, then frees its slot.
     pub(crate) fn destroy(&self, entry: Entry<M::Object>, why: Destroy) {
         self.count_destroy(why);
         drop(entry);
-        self.release_slot();
+        self.release_slot(Hold::Lent);
     }
 
-    /// Frees one slot (a destroyed object, a failed or abandoned create): to
-    /// the oldest waiter as a fresh slot, else back to the free count.
-    pub(crate) fn release_slot(&self) {
+    /// Frees one slot held `from` (a destroyed object, a failed or abandoned
+    /// create): to the oldest waiter as a fresh slot, else back to the free
+    /// count.
+    pub(crate) fn release_slot(&self, from: Hold) {
         let mut deferred = Deferred::new();
         {
-            let mut st = self.state.lock();
-            self.release_slot_locked(&mut st, &mut deferred);
+            let mut st = self.lock();
+            self.release_slot_locked(&mut st, from, &mut deferred);
         }
         self.finish(deferred);
         self.refill.notify_one();
@@ -320,39 +476,45 @@ impl<M: Manager> Shared<M> {
     fn release_slot_locked(
         &self,
         st: &mut State<M::Object, M::Error>,
+        from: Hold,
         deferred: &mut Deferred<M::Object>,
     ) {
+        *st.hold(from) -= 1;
         let backing_off = st
             .failure
             .as_ref()
             .filter(|f| Instant::now() < f.until)
             .map(|f| f.error.clone());
-        match (st.queue.is_empty(), backing_off) {
-            (true, _) => st.size -= 1,
-            (false, None) => {
-                if let Some(id) = st.queue.pop_front() {
-                    grant_locked(st, id, Grant::Slot, deferred);
-                }
-            }
+        match (st.queue.pop_first(), backing_off) {
+            (None, _) => st.size -= 1,
+            (Some(id), None) => st.grant(id, Grant::Slot, deferred),
             // Handing the slot to a waiter would only spawn again into a
             // failing command: fail everyone waiting, fast, with the reason.
-            (false, Some(error)) => {
+            (Some(id), Some(error)) => {
                 st.size -= 1;
-                fail_queue_locked(st, &PoolError::Backoff(error), deferred);
+                let error = PoolError::Backoff(error);
+                st.grant(id, Grant::Fail(error.clone()), deferred);
+                fail_queue_locked(st, &error, deferred);
             }
         }
     }
 
-    /// A `create` succeeded on a reserved slot.
-    pub(crate) fn created(&self, obj: M::Object) -> Result<Entry<M::Object>, PoolError<M::Error>> {
+    /// A `create` into a slot held `from` succeeded: the object is lent to
+    /// the caller (or destroyed, if the pool closed meanwhile).
+    pub(crate) fn created(
+        &self,
+        obj: M::Object,
+        from: Hold,
+    ) -> Result<Entry<M::Object>, PoolError<M::Error>> {
         AtomicCounters::bump(&self.counters.created);
         let entry = Entry {
             obj,
             meta: ObjectMeta::new(Instant::now()),
         };
         let closed = {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             st.failure = None;
+            st.shift(from, Hold::Lent);
             st.closed
         };
         if closed {
@@ -362,13 +524,13 @@ impl<M: Manager> Shared<M> {
         Ok(entry)
     }
 
-    /// A `create` on a reserved slot failed: remember it for the back-off and
-    /// free the slot.
-    pub(crate) fn create_failed(&self, error: M::Error) {
+    /// A `create` into a slot held `from` failed: remember it for the
+    /// back-off and free the slot.
+    pub(crate) fn create_failed(&self, error: M::Error, from: Hold) {
         AtomicCounters::bump(&self.counters.create_failures);
         let mut deferred = Deferred::new();
         {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             let consecutive = st.failure.as_ref().map_or(0, |f| f.consecutive) + 1;
             let until = Instant::now() + self.config.create_backoff.window(consecutive);
             st.failure = Some(Failure {
@@ -376,9 +538,15 @@ impl<M: Manager> Shared<M> {
                 consecutive,
                 until,
             });
-            self.release_slot_locked(&mut st, &mut deferred);
+            self.release_slot_locked(&mut st, from, &mut deferred);
         }
         self.finish(deferred);
+    }
+
+    /// A `create` into a slot held `from` ran out of time: free the slot.
+    pub(crate) fn create_timed_out(&self, from: Hold) {
+        AtomicCounters::bump(&self.counters.create_failures);
+        self.release_slot(from);
     }
 
     /// Closes the pool: idle objects are destroyed, waiters fail with
@@ -386,7 +554,7 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn close(&self) {
         let mut deferred = Deferred::new();
         {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             if st.closed {
                 return;
             }
@@ -411,21 +579,59 @@ impl<M: Manager> Shared<M> {
                     deferred.wake.push(w);
                 }
             }
+            st.granted -= freed;
             st.size -= freed;
         }
+        self.closing.cancel();
         self.finish(deferred);
         self.refill.notify_one();
     }
 
     /// One maintenance pass: drop broken and expired idle objects, then warm
     /// objects up to `min_idle`.
+    ///
+    /// Cancel-safe: the slots taken for warming are held by a [`Warming`]
+    /// guard, which gives back every one not yet settled if this future is
+    /// dropped mid-`create`.
     pub(crate) async fn maintain(&self) {
+        if !self.reap() {
+            return;
+        }
+        let mut warming = self.take_warming_slots();
+        while warming.left > 0 {
+            let outcome =
+                crate::sync::timeout(self.config.create_timeout, self.manager.create()).await;
+            // This slot is settled below, with no await in between.
+            warming.left -= 1;
+            match outcome {
+                Ok(Ok(obj)) => {
+                    if let Ok(entry) = self.created(obj, Hold::Warming) {
+                        self.return_object(entry);
+                    }
+                }
+                Ok(Err(error)) => {
+                    self.create_failed(error, Hold::Warming);
+                    // Backing off now: the guard gives the other slots back
+                    // rather than spawning into a failing command again.
+                    break;
+                }
+                Err(_elapsed) => {
+                    self.create_timed_out(Hold::Warming);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Destroys broken, retired and idle-timed-out idle objects (never below
+    /// `min_idle`). `false` if the pool is closed.
+    fn reap(&self) -> bool {
         let now = Instant::now();
         let mut doomed = Vec::new();
         {
-            let mut st = self.state.lock();
+            let mut st = self.lock();
             if st.closed {
-                return;
+                return false;
             }
             let mut kept = VecDeque::with_capacity(st.idle.len());
             // Oldest first, so idle_timeout trims the cold end and keeps
@@ -434,7 +640,7 @@ impl<M: Manager> Shared<M> {
             while let Some(entry) = st.idle.pop_front() {
                 let why = if self.manager.is_broken(&entry.obj) {
                     Some(Destroy::Broken)
-                } else if self.outlived(&entry.meta)
+                } else if self.retired(&entry.meta)
                     || (surplus > 0
                         && self.config.idle_timeout.is_some_and(|t| {
                             now.saturating_duration_since(entry.meta.last_used) >= t
@@ -447,6 +653,7 @@ impl<M: Manager> Shared<M> {
                 match why {
                     Some(why) => {
                         surplus = surplus.saturating_sub(1);
+                        st.lent += 1;
                         doomed.push((entry, why));
                     }
                     None => kept.push_back(entry),
@@ -458,46 +665,33 @@ impl<M: Manager> Shared<M> {
         for (entry, why) in doomed {
             self.destroy(entry, why);
         }
-        let to_warm = {
-            let mut st = self.state.lock();
-            if st.closed {
-                return;
-            }
-            let backing_off = st
-                .failure
-                .as_ref()
-                .is_some_and(|f| Instant::now() < f.until);
-            let want = self
-                .config
-                .min_idle
-                .min(self.config.max_size)
-                .saturating_sub(st.idle.len() + st.warming);
-            let room = self.config.max_size - st.size;
-            let n = if backing_off || !st.queue.is_empty() {
-                0
-            } else {
-                want.min(room)
-            };
-            st.size += n;
-            st.warming += n;
-            n
+        true
+    }
+
+    /// Takes the slots maintenance will warm into, under a guard that gives
+    /// back those not yet settled.
+    fn take_warming_slots(&self) -> Warming<'_, M> {
+        let mut st = self.lock();
+        let backing_off = st
+            .failure
+            .as_ref()
+            .is_some_and(|f| Instant::now() < f.until);
+        let want = self
+            .config
+            .min_idle
+            .min(self.config.max_size)
+            .saturating_sub(st.idle.len() + st.warming);
+        let room = self.config.max_size - st.size;
+        let n = if st.closed || backing_off || !st.queue.is_empty() {
+            0
+        } else {
+            want.min(room)
         };
-        for _ in 0..to_warm {
-            let outcome =
-                crate::sync::timeout(self.config.create_timeout, self.manager.create()).await;
-            self.state.lock().warming -= 1;
-            match outcome {
-                Ok(Ok(obj)) => {
-                    if let Ok(entry) = self.created(obj) {
-                        self.return_object(entry);
-                    }
-                }
-                Ok(Err(error)) => self.create_failed(error),
-                Err(_elapsed) => {
-                    AtomicCounters::bump(&self.counters.create_failures);
-                    self.release_slot();
-                }
-            }
+        st.size += n;
+        st.warming += n;
+        Warming {
+            shared: self,
+            left: n,
         }
     }
 
@@ -522,16 +716,33 @@ impl<M: Manager> Shared<M> {
     }
 }
 
-fn grant_locked<O, E>(
-    st: &mut State<O, E>,
-    id: u64,
-    grant: Grant<O, E>,
-    deferred: &mut Deferred<O>,
-) {
-    if let Some(waiter) = st.waiters.get_mut(&id) {
-        waiter.grant = Some(grant);
-        if let Some(w) = waiter.waker.take() {
-            deferred.wake.push(w);
+impl<O, E> State<O, E> {
+    /// Hands `grant` to waiter `id` (already taken off the queue).
+    fn grant(&mut self, id: u64, grant: Grant<O, E>, deferred: &mut Deferred<O>) {
+        if matches!(grant, Grant::Object(_) | Grant::Slot) {
+            self.granted += 1;
+        }
+        if let Some(waiter) = self.waiters.get_mut(&id) {
+            waiter.grant = Some(grant);
+            if let Some(w) = waiter.waker.take() {
+                deferred.wake.push(w);
+            }
+        }
+    }
+}
+
+/// The slots one maintenance pass took to warm objects into. Dropped with
+/// `left > 0` (the pass was cancelled mid-`create`, or stopped after a
+/// failure), it gives each back, as a `get` future's `SlotGuard` does.
+pub(crate) struct Warming<'a, M: Manager> {
+    shared: &'a Shared<M>,
+    left: usize,
+}
+
+impl<M: Manager> Drop for Warming<'_, M> {
+    fn drop(&mut self) {
+        for _ in 0..std::mem::take(&mut self.left) {
+            self.shared.release_slot(Hold::Warming);
         }
     }
 }
@@ -541,7 +752,127 @@ fn fail_queue_locked<O, E: Clone>(
     error: &PoolError<E>,
     deferred: &mut Deferred<O>,
 ) {
-    while let Some(id) = st.queue.pop_front() {
-        grant_locked(st, id, Grant::Fail(error.clone()), deferred);
+    while let Some(id) = st.queue.pop_first() {
+        st.grant(id, Grant::Fail(error.clone()), deferred);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, thiserror::Error)]
+    #[error("never")]
+    struct Never;
+
+    #[derive(Debug)]
+    struct Unit;
+
+    impl Manager for Unit {
+        type Object = ();
+        type Error = Never;
+
+        async fn create(&self) -> Result<(), Never> {
+            Ok(())
+        }
+
+        async fn recycle(&self, _obj: &mut (), _meta: &ObjectMeta) -> Result<(), Never> {
+            Ok(())
+        }
+
+        fn is_broken(&self, _obj: &()) -> bool {
+            false
+        }
+    }
+
+    fn shared() -> Shared<Unit> {
+        Shared::new(Unit, PoolConfig::new(2))
+    }
+
+    #[test]
+    #[cfg_attr(not(debug_assertions), ignore = "the checker is off in release")]
+    #[should_panic(expected = "pool accounting: size 1 != idle 0")]
+    fn the_checker_fires_on_a_slot_taken_without_a_place() {
+        let shared = shared();
+        let mut st = shared.lock();
+        st.size += 1; // a slot counted in no place: a lost slot
+    }
+
+    #[test]
+    #[cfg_attr(not(debug_assertions), ignore = "the checker is off in release")]
+    #[should_panic(expected = "pool accounting: 1 queued while")]
+    fn the_checker_fires_on_a_waiter_queued_beside_a_free_slot() {
+        let shared = shared();
+        let mut st = shared.lock();
+        st.queue.insert(0);
+        st.waiters.insert(
+            0,
+            Waiter {
+                waker: None,
+                grant: None,
+            },
+        );
+    }
+
+    #[test]
+    #[cfg_attr(not(debug_assertions), ignore = "the checker is off in release")]
+    #[should_panic(expected = "pool accounting: closed with 1 idle")]
+    fn the_checker_fires_on_an_idle_object_in_a_closed_pool() {
+        let shared = shared();
+        let mut st = shared.lock();
+        st.closed = true;
+        st.size += 1;
+        st.idle.push_back(Entry {
+            obj: (),
+            meta: ObjectMeta::new(Instant::now()),
+        });
+    }
+
+    #[test]
+    #[cfg_attr(not(debug_assertions), ignore = "the checker is off in release")]
+    #[should_panic(expected = "pool accounting: the queue names a waiter")]
+    fn the_checker_fires_on_a_queued_waiter_that_is_gone() {
+        let shared = shared();
+        let mut st = shared.lock();
+        st.size = 2;
+        st.lent = 2;
+        st.queue.insert(7);
+    }
+
+    #[test]
+    fn the_checker_counts_every_place_a_slot_can_be() {
+        let shared = Shared::new(Unit, PoolConfig::new(5));
+        let mut st = shared.lock();
+        st.lent = 1;
+        st.creating = 1;
+        st.warming = 1;
+        st.granted = 1;
+        st.size = 4; // one in each place: whole, so no panic
+    }
+
+    /// A panic inside a locked section is not turned into an abort by a
+    /// second panic from the checker while unwinding.
+    #[test]
+    #[should_panic(expected = "the first panic")]
+    fn the_checker_stays_quiet_while_unwinding() {
+        let shared = shared();
+        let mut st = shared.lock();
+        st.size += 1;
+        panic!("the first panic");
+    }
+
+    #[test]
+    fn the_checker_passes_a_whole_pool_through_get_and_return() {
+        let shared = shared();
+        let Ok(Reserve::Slot) = shared.reserve(true) else {
+            panic!("a free slot");
+        };
+        let entry = shared.created((), Hold::Creating);
+        let Ok(entry) = entry else {
+            panic!("created");
+        };
+        shared.return_object(entry);
+        let status = shared.status();
+        assert_eq!((status.size, status.idle), (1, 1));
     }
 }

@@ -6,11 +6,13 @@ use std::time::Duration;
 /// What the pool holds right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Status {
-    /// Slots taken: idle + checked out + being created.
+    /// Slots taken: idle + checked out (or being recycled or destroyed) +
+    /// being created (by a `get` or by maintenance) + granted to a waiter
+    /// that has not yet collected it.
     pub size: usize,
     /// Objects waiting in the pool.
     pub idle: usize,
-    /// Slots checked out or being created (`size - idle`).
+    /// Slots not idle (`size - idle`).
     pub in_use: usize,
     /// `get` calls waiting for an object.
     pub waiting: usize,
