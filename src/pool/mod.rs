@@ -1,7 +1,8 @@
 //! The concurrency core: a bounded, cancel-safe pool of exclusive objects.
 //!
 //! No I/O, no processes, no JSON: a [`Manager`] supplies objects, the pool
-//! lends them out. The invariants of DESIGN §3 and where each is proven:
+//! lends them out. The pool's invariants (docs/ARCHITECTURE.md, "Why each invariant holds";
+//! docs/VERIFICATION.md) and where each is proven:
 //!
 //! | invariant | holds because | proven by |
 //! |---|---|---|

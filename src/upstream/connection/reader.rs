@@ -112,7 +112,7 @@ fn deliver(shared: &Shared, id: Option<Id>, outcome: Result<Value, ErrorObject>)
 /// and it has one (an SSE reply).
 ///
 /// MCP's stdio transport says nothing of which request a server message
-/// relates to, so the rule of MCP-NOTES §3 applies: a message that arrives
+/// relates to, so the rule in docs/UPSTREAM.md ("Connections") applies: a message that arrives
 /// while exactly one request is in flight belongs to that request. Delivering
 /// it here, in the reader, before the next line is read, keeps it ahead of
 /// that request's response — routing it through another task would let the
