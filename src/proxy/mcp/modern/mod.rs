@@ -23,6 +23,7 @@ mod discover;
 mod era;
 mod listen;
 mod serve;
+mod server_requests;
 mod translate;
 mod validate;
 
