@@ -22,6 +22,7 @@
 mod discover;
 mod era;
 mod listen;
+mod mrtr;
 mod serve;
 mod server_requests;
 mod translate;
@@ -36,6 +37,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use self::era::{Era, classify_post, header_is_modern};
+pub(crate) use self::mrtr::{ParkedCalls, make_room};
 use self::validate::ModernError;
 use super::McpState;
 use super::record::{Reply, Tally, respond};

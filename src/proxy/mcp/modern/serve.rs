@@ -21,10 +21,11 @@ use axum::Json;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::discover::{advertises, discover_result, required_capability, server_info};
+use super::mrtr::{Binding, Job, Round, drive, make_room, supports_input};
 use super::server_requests::{Asked, classify, missing_capability};
 use super::translate::{final_message, forwards_notification, status_for};
 use super::validate::{LogLevel, ModernError, ModernRequest, validate};
@@ -138,6 +139,10 @@ async fn forward(st: &McpState, request: ModernRequest, tally: Tally) -> Result<
     // which also lets its errors carry their HTTP status.
     let format =
         ReplyFormat::for_request(request.has_progress_token() || request.log_level.is_some());
+    if supports_input(&request.method) {
+        return forward_with_input(st, request, tally, format).await;
+    }
+    make_room(st);
     let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
     let upstream = OutgoingRequest {
         id: request.id.clone(),
@@ -165,6 +170,108 @@ async fn forward(st: &McpState, request: ModernRequest, tally: Tally) -> Result<
     let mut reply = calls::reply(format, request.id, st.config.sse_keep_alive, work, done).await;
     if format == ReplyFormat::Json {
         // The JSON reply is built after the call ended, so the code is known.
+        let code = error_code.load(Ordering::Relaxed);
+        *reply.status_mut() = status_for((code != 0).then_some(code));
+    }
+    Ok(Reply::Forwarded(reply))
+}
+
+/// A call that may need the client's input (MRTR): a new call checks out a
+/// process and runs in a task of its own (`mrtr::drive`); a retry (one with
+/// `requestState`) continues the parked call it names. Either way this
+/// request gets the call's next message: its result, or `input_required`.
+async fn forward_with_input(
+    st: &McpState,
+    request: ModernRequest,
+    tally: Tally,
+    format: ReplyFormat,
+) -> Result<Reply, ProxyError> {
+    let params = request.params.as_ref();
+    let responses = match params.and_then(|p| p.get("inputResponses")) {
+        None => Map::new(),
+        Some(Value::Object(responses)) => responses.clone(),
+        Some(_) => {
+            let e = ModernError::invalid_params("Invalid params: inputResponses must be an object");
+            return Ok(refusal(Some(&request.id), e));
+        }
+    };
+    let resume = match params.and_then(|p| p.get("requestState")) {
+        None => None,
+        Some(Value::String(state)) => Some(state.clone()),
+        Some(_) => {
+            let e = ModernError::invalid_params("Invalid params: requestState must be a string");
+            return Ok(refusal(Some(&request.id), e));
+        }
+    };
+    let binding = Binding::of(&request.method, params);
+    let start = match resume {
+        Some(state) => Err(state),
+        None => {
+            make_room(st);
+            let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
+            let mut upstream_params = request.upstream_params();
+            if let Some(Value::Object(p)) = upstream_params.as_mut() {
+                p.remove("inputResponses");
+            }
+            let job = Job {
+                request: OutgoingRequest {
+                    id: request.id.clone(),
+                    method: request.method.clone(),
+                    params: upstream_params,
+                },
+                binding: binding.clone(),
+                capabilities: request.client_capabilities.clone(),
+                level: request.log_level,
+                timeout: st.config.request_timeout,
+                input_wait: st.config.input_wait,
+                parked: st.parked.clone(),
+                shutdown: st.shutdown.clone(),
+            };
+            Ok((conn, job))
+        }
+    };
+    let parked = st.parked.clone();
+    let info = server_info(&st.initialize_result);
+    let id = request.id.clone();
+    let method = request.method;
+    let label = method.clone();
+    let error_code = Arc::new(AtomicI64::new(0));
+    let code_cell = error_code.clone();
+    let done = move |ending: Ending| tally.record(&label, ending.outcome());
+    let work = move |events: Option<mpsc::Sender<Value>>| async move {
+        let (reply, answer) = oneshot::channel();
+        let round = Round {
+            id: id.clone(),
+            responses,
+            stream: events,
+            reply,
+        };
+        match start {
+            Ok((conn, job)) => {
+                // The task owns the process: it ends (and gives the process
+                // back) when the call ends, however it ends.
+                tokio::spawn(drive(conn, job, round));
+            }
+            Err(state) => {
+                if let Err((e, round)) = parked.resume(&state, &binding, round) {
+                    let error = ErrorObject::invalid_params(e);
+                    round.answer(
+                        error_response(Some(&id), error),
+                        Ending::Answered { error: true },
+                    );
+                }
+            }
+        }
+        let (message, ending) = answer.await.unwrap_or_else(|_| {
+            let error = ErrorObject::internal_error("the call ended without an answer (stdiopool)");
+            (error_response(Some(&id), error), Ending::UpstreamFailed)
+        });
+        let (message, code) = final_message(message, &method, &info);
+        code_cell.store(code.unwrap_or(0), Ordering::Relaxed);
+        (message, ending)
+    };
+    let mut reply = calls::reply(format, request.id, st.config.sse_keep_alive, work, done).await;
+    if format == ReplyFormat::Json {
         let code = error_code.load(Ordering::Relaxed);
         *reply.status_mut() = status_for((code != 0).then_some(code));
     }

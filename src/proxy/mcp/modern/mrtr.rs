@@ -1,0 +1,532 @@
+//! MRTR (multi round-trip requests) over a 2025 server: when the process
+//! asks the client something (elicitation, sampling, roots) during a modern
+//! `tools/call`, `prompts/get` or `resources/read`, the client is answered
+//! with an `input_required` result whose `requestState` names the parked
+//! call; the client's retry (a new request with `inputResponses` and that
+//! `requestState`) hands the answers to the waiting process and the call goes
+//! on, on the same process, within the same upstream request.
+//!
+//! The call runs in a task of its own (it outlives the HTTP request that
+//! started it); each client request — the first and every retry — is a
+//! [`Round`] that gets one message back. Input requests are keyed by the
+//! server request's own id, which is unique on the process while it is held.
+//!
+//! Invariants:
+//! - the process is never left waiting: every server request still
+//!   unanswered when the call ends — finished, cancelled, parked too long,
+//!   given way, shut down, or its task dropped — is answered with an error
+//!   before the process goes back to the pool ([`Asked`]'s `Drop`), and the
+//!   dropped call is cancelled upstream by the connection;
+//! - a parked call holds its process at most `--input-wait`, and gives way
+//!   first when a request finds no free process ([`ParkedCalls::give_way`]);
+//! - a `requestState` is 128 random bits from the OS, used once, and only
+//!   by a retry of the same method on the same name or URI;
+//! - a client that goes away while its round runs ends the call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rand::TryRng;
+use rand::rngs::SysRng;
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::server_requests::{Asked as Kind, classify, missing_capability};
+use super::translate::forwards_notification;
+use super::validate::LogLevel;
+use crate::jsonrpc::{ErrorObject, Id, error_response, response};
+use crate::proxy::mcp::calls::{self, Ending};
+use crate::upstream::connection::{Connection, OutgoingRequest};
+
+/// Server messages buffered between the connection and the call's task.
+const EVENTS_BUFFER: usize = 64;
+
+/// The methods whose calls may be answered `input_required`.
+pub(crate) fn supports_input(method: &str) -> bool {
+    matches!(method, "tools/call" | "prompts/get" | "resources/read")
+}
+
+/// What a parked call is bound to: a retry must be the same request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Binding {
+    pub(crate) method: String,
+    /// `params.name` (tools/call, prompts/get) or `params.uri` (resources/read).
+    pub(crate) target: Option<String>,
+}
+
+impl Binding {
+    pub(crate) fn of(method: &str, params: Option<&Value>) -> Binding {
+        let target = params
+            .and_then(|p| p.get("name").or_else(|| p.get("uri")))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Binding {
+            method: method.to_owned(),
+            target,
+        }
+    }
+}
+
+/// One client request of a multi-round call: what it brings and where its
+/// one answer goes.
+pub(crate) struct Round {
+    /// The client request's own id (each retry has a new one).
+    pub(crate) id: Id,
+    /// `inputResponses` (empty on the first round).
+    pub(crate) responses: Map<String, Value>,
+    /// The request's SSE stream, when it has one.
+    pub(crate) stream: Option<mpsc::Sender<Value>>,
+    /// The final message for this request, and how the round ended.
+    pub(crate) reply: oneshot::Sender<(Value, Ending)>,
+}
+
+impl Round {
+    pub(crate) fn answer(self, mut message: Value, ending: Ending) {
+        // Upstream, the call keeps the first round's id; each round is
+        // answered under its own.
+        message["id"] = self.id.to_value();
+        if self.reply.send((message, ending)).is_err() {
+            tracing::debug!("the client's request ended before its answer");
+        }
+    }
+}
+
+/// Why a retry names no call the proxy can continue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RetryError {
+    #[error(
+        "requestState names no parked call (unknown, used, or its call ended: --input-wait elapsed, or it gave way to another request)"
+    )]
+    Unknown,
+    #[error(
+        "requestState belongs to another request (method and name or uri must be the original's)"
+    )]
+    Mismatch,
+}
+
+struct Entry {
+    binding: Binding,
+    retry: oneshot::Sender<Round>,
+    give_way: CancellationToken,
+    since: Instant,
+}
+
+/// The calls parked for a client's retry, by `requestState`.
+#[derive(Default)]
+pub(crate) struct ParkedCalls {
+    calls: Mutex<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for ParkedCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParkedCalls")
+            .field("parked", &self.len())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// 128 bits from the OS random source, as 32 hex digits.
+fn new_state() -> Result<String, rand::rngs::SysError> {
+    let mut bytes = [0u8; 16];
+    SysRng.try_fill_bytes(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl ParkedCalls {
+    /// Calls parked now.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.calls).len()
+    }
+
+    fn park(
+        &self,
+        state: String,
+        binding: Binding,
+        retry: oneshot::Sender<Round>,
+    ) -> CancellationToken {
+        let give_way = CancellationToken::new();
+        lock(&self.calls).insert(
+            state,
+            Entry {
+                binding,
+                retry,
+                give_way: give_way.clone(),
+                since: Instant::now(),
+            },
+        );
+        give_way
+    }
+
+    fn forget(&self, state: &str) {
+        lock(&self.calls).remove(state);
+    }
+
+    /// Continues the call `state` names with `round`. The state is used up
+    /// only by a retry of the same request; another request's leaves it.
+    pub(crate) fn resume(
+        &self,
+        state: &str,
+        binding: &Binding,
+        round: Round,
+    ) -> Result<(), (RetryError, Round)> {
+        let mut calls = lock(&self.calls);
+        match calls.get(state) {
+            None => return Err((RetryError::Unknown, round)),
+            Some(entry) if &entry.binding != binding => return Err((RetryError::Mismatch, round)),
+            Some(_) => {}
+        }
+        let Some(entry) = calls.remove(state) else {
+            return Err((RetryError::Unknown, round));
+        };
+        drop(calls);
+        // The call's task may have ended between our lookup and now.
+        entry
+            .retry
+            .send(round)
+            .map_err(|round| (RetryError::Unknown, round))
+    }
+
+    /// A request found no free process: the call parked longest ends and
+    /// gives its process back. Returns whether one did.
+    pub(crate) fn give_way(&self) -> bool {
+        let calls = lock(&self.calls);
+        let oldest = calls
+            .values()
+            .filter(|e| !e.give_way.is_cancelled())
+            .min_by_key(|e| e.since);
+        match oldest {
+            Some(entry) => {
+                entry.give_way.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Called before a request checks out a process: if none is free and a call
+/// is parked, the one parked longest gives its process back (the request
+/// then waits for it as for any other). A parked call serves nobody until
+/// its client returns, so it yields before anyone waits on it; the check is
+/// a snapshot, so at worst one call gives way a moment early.
+pub(crate) fn make_room(st: &crate::proxy::mcp::McpState) {
+    let status = st.pool.status();
+    if status.idle == 0 && status.size >= status.max && st.parked.give_way() {
+        tracing::debug!("no free process: a parked MRTR call gives way");
+    }
+}
+
+/// What the call needs besides its process.
+pub(crate) struct Job {
+    pub(crate) request: OutgoingRequest,
+    pub(crate) binding: Binding,
+    pub(crate) capabilities: Map<String, Value>,
+    pub(crate) level: Option<LogLevel>,
+    pub(crate) timeout: Duration,
+    pub(crate) input_wait: Duration,
+    pub(crate) parked: Arc<ParkedCalls>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The server requests put to the client and not answered yet: key (the
+/// server's id as text) → (server id, the request as an input request).
+/// Dropped with the call, it answers each with an error.
+struct Asked<'a> {
+    conn: &'a Connection,
+    open: BTreeMap<String, (Id, Value)>,
+}
+
+impl Drop for Asked<'_> {
+    fn drop(&mut self) {
+        for (_, (id, _)) in std::mem::take(&mut self.open) {
+            let error = ErrorObject::internal_error(
+                "the client did not answer: its MCP 2026-07-28 call ended first (stdiopool)",
+            );
+            if let Err(e) = self.conn.respond_now(error_response(Some(&id), error)) {
+                tracing::debug!(error = %e, "could not answer a server request");
+            }
+        }
+    }
+}
+
+fn key_of(id: &Id) -> String {
+    match id.to_value() {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// Runs a call that may need the client's input, answering `first` and each
+/// retry; `conn` is the call's process, held until this returns.
+pub(crate) async fn drive<C>(conn: C, job: Job, first: Round)
+where
+    C: std::ops::Deref<Target = Connection>,
+{
+    let Job {
+        request,
+        binding,
+        capabilities,
+        level,
+        timeout,
+        input_wait,
+        parked,
+        shutdown,
+    } = job;
+    let never = CancellationToken::new();
+    let (tx, mut rx) = mpsc::channel::<Value>(EVENTS_BUFFER);
+    let call = calls::call(&conn, request, Some(tx), timeout, &never);
+    tokio::pin!(call);
+    let mut asked = Asked {
+        conn: &conn,
+        open: BTreeMap::new(),
+    };
+    let mut round = first;
+    let mut finished: Option<(Value, Ending)> = None;
+    loop {
+        // Running: until the call ends or the server asks something.
+        if asked.open.is_empty() && finished.is_none() {
+            tokio::select! {
+                biased;
+                Some(message) = rx.recv() => {
+                    if let Err(error) = take(&conn, &mut asked, round.stream.as_ref(), message, &capabilities, level).await {
+                        let id = round.id.clone();
+                        round.answer(error_response(Some(&id), error), Ending::Answered { error: true });
+                        return;
+                    }
+                    continue;
+                }
+                outcome = &mut call => finished = Some(outcome),
+                () = round.reply.closed() => {
+                    tracing::debug!("the client went away during a modern call; cancelled");
+                    return;
+                }
+            }
+        }
+        // Whatever the server sent before its response, or with its first
+        // question, belongs to this round.
+        while let Ok(message) = rx.try_recv() {
+            if let Err(error) = take(
+                &conn,
+                &mut asked,
+                round.stream.as_ref(),
+                message,
+                &capabilities,
+                level,
+            )
+            .await
+            {
+                let id = round.id.clone();
+                round.answer(
+                    error_response(Some(&id), error),
+                    Ending::Answered { error: true },
+                );
+                return;
+            }
+        }
+        // The server's answer ends the call, whatever it still asked.
+        if let Some((message, ending)) = finished.take() {
+            round.answer(message, ending);
+            return;
+        }
+        if asked.open.is_empty() {
+            continue;
+        }
+        // Parked: ask the client, wait for its retry.
+        let state = match new_state() {
+            Ok(state) => state,
+            Err(e) => {
+                let id = round.id.clone();
+                let error = ErrorObject::internal_error(format!("no requestState: {e}"));
+                round.answer(error_response(Some(&id), error), Ending::UpstreamFailed);
+                return;
+            }
+        };
+        let (retry_tx, mut retry_rx) = oneshot::channel();
+        let give_way = parked.park(state.clone(), binding.clone(), retry_tx);
+        let inputs: Map<String, Value> = asked
+            .open
+            .iter()
+            .map(|(key, (_, request))| (key.clone(), request.clone()))
+            .collect();
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": inputs,
+            "requestState": state,
+        });
+        let id = round.id.clone();
+        round.answer(response(&id, result), Ending::Answered { error: false });
+        let deadline = tokio::time::sleep(input_wait);
+        tokio::pin!(deadline);
+        let next = loop {
+            tokio::select! {
+                biased;
+                next = &mut retry_rx => break next.ok(),
+                () = &mut deadline => {
+                    tracing::debug!(wait = ?input_wait, "a parked call's client did not retry in time; the process goes back");
+                    break None;
+                }
+                () = give_way.cancelled() => {
+                    tracing::debug!("a parked call gave way to a request that found no free process");
+                    break None;
+                }
+                () = shutdown.cancelled() => break None,
+                // The server may go on talking while it waits; its further
+                // questions are asked in the next round.
+                Some(message) = rx.recv(), if finished.is_none() => {
+                    if take(&conn, &mut asked, None, message, &capabilities, level).await.is_err() {
+                        tracing::debug!("a parked call's server asked what the client cannot answer");
+                    }
+                }
+                outcome = &mut call, if finished.is_none() => finished = Some(outcome),
+            }
+        };
+        parked.forget(&state);
+        let Some(next) = next else {
+            return;
+        };
+        round = next;
+        for (key, answer) in std::mem::take(&mut round.responses) {
+            let Some((theirs, _)) = asked.open.remove(&key) else {
+                continue; // not asked, or already answered: ignored
+            };
+            let message = json!({"jsonrpc": "2.0", "id": theirs.to_value(), "result": answer});
+            if let Err(e) = conn.respond(message).await {
+                tracing::debug!(error = %e, "could not pass the client's input to the server");
+            }
+        }
+        // Anything still unanswered is asked again (the loop parks anew).
+    }
+}
+
+/// One server message during the call. A notification goes to the stream
+/// (if any) through the request's filter; a request is answered upstream
+/// here or kept to ask the client. `Err`: the client lacks what the server
+/// asked for (-32021), which ends the call.
+async fn take(
+    conn: &Connection,
+    asked: &mut Asked<'_>,
+    stream: Option<&mpsc::Sender<Value>>,
+    message: Value,
+    capabilities: &Map<String, Value>,
+    level: Option<LogLevel>,
+) -> Result<(), ErrorObject> {
+    let method = message.get("method").and_then(Value::as_str);
+    let id = message
+        .get("id")
+        .cloned()
+        .and_then(|v| Id::from_value(v).ok());
+    let (Some(id), Some(method)) = (id, method) else {
+        if let Some(stream) = stream
+            && forwards_notification(&message, level)
+            && stream.send(message).await.is_err()
+        {
+            tracing::trace!("the client's stream is gone; notification dropped");
+        }
+        return Ok(());
+    };
+    let params = message.get("params");
+    let (upstream, result) = match classify(method, params, capabilities) {
+        Kind::Ping => (response(&id, json!({})), Ok(())),
+        Kind::Declared => {
+            let mut request = json!({"method": method});
+            if let Some(params) = params {
+                request["params"] = params.clone();
+            }
+            asked.open.insert(key_of(&id), (id, request));
+            return Ok(());
+        }
+        Kind::Missing(required) => {
+            let upstream = ErrorObject::method_not_found(method).with_data(Value::String(
+                "the client of this call did not declare this capability".into(),
+            ));
+            (
+                error_response(Some(&id), upstream),
+                Err(missing_capability(method, required)),
+            )
+        }
+        Kind::Unknown => (
+            error_response(Some(&id), ErrorObject::method_not_found(method)),
+            Ok(()),
+        ),
+    };
+    if let Err(e) = conn.respond(upstream).await {
+        tracing::debug!(error = %e, "could not answer a server request");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn round(id: i64) -> (Round, oneshot::Receiver<(Value, Ending)>) {
+        let (tx, rx) = oneshot::channel();
+        let round = Round {
+            id: Id::from_value(json!(id)).unwrap(),
+            responses: Map::new(),
+            stream: None,
+            reply: tx,
+        };
+        (round, rx)
+    }
+
+    fn binding(name: &str) -> Binding {
+        Binding::of("tools/call", Some(&json!({"name": name})))
+    }
+
+    #[test]
+    fn states_are_random_and_hex() {
+        let a = new_state().unwrap();
+        let b = new_state().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn a_state_is_used_once_and_only_by_the_same_request() {
+        let parked = ParkedCalls::default();
+        let (tx, mut rx) = oneshot::channel();
+        parked.park("s".into(), binding("a"), tx);
+        let (r, _) = round(2);
+        let (e, r) = parked.resume("s", &binding("b"), r).unwrap_err();
+        assert_eq!(e, RetryError::Mismatch);
+        assert_eq!(parked.len(), 1, "a mismatched retry leaves the call parked");
+        let (e, r) = parked.resume("t", &binding("a"), r).unwrap_err();
+        assert_eq!(e, RetryError::Unknown);
+        assert!(parked.resume("s", &binding("a"), r).is_ok());
+        assert_eq!(rx.try_recv().unwrap().id, Id::from_value(json!(2)).unwrap());
+        let (r, _) = round(3);
+        let (e, _) = parked.resume("s", &binding("a"), r).unwrap_err();
+        assert_eq!(e, RetryError::Unknown, "used up");
+    }
+
+    #[test]
+    fn the_call_parked_longest_gives_way_first() {
+        let parked = ParkedCalls::default();
+        assert!(!parked.give_way());
+        let (tx, _rx1) = oneshot::channel();
+        let first = parked.park("old".into(), binding("a"), tx);
+        std::thread::sleep(Duration::from_millis(2));
+        let (tx, _rx2) = oneshot::channel();
+        let second = parked.park("new".into(), binding("a"), tx);
+        assert!(parked.give_way());
+        assert!(first.is_cancelled());
+        assert!(!second.is_cancelled());
+    }
+
+    #[test]
+    fn only_three_methods_take_input() {
+        for m in ["tools/call", "prompts/get", "resources/read"] {
+            assert!(supports_input(m));
+        }
+        assert!(!supports_input("tools/list"));
+    }
+}
