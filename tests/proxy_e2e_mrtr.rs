@@ -265,3 +265,46 @@ async fn a_client_gone_before_its_answer_ends_the_call() {
     let legacy = Mcp::connect(&proxy).await;
     assert!(!legacy.cancellations().await.is_empty());
 }
+
+#[tokio::test]
+async fn answers_sent_up_front_answer_the_server_and_non_objects_do_not() {
+    // One process, whose server numbers its requests in sequence: after the
+    // first question (key k) the next two are k+1 and k+2.
+    let proxy = ProxyProcess::start(
+        &["--mode", "pooled", "--pool-size", "1", "--min-idle", "1"],
+        &[],
+    );
+    let (key, state) = park(&proxy, 1).await;
+    let k: u64 = key.parse().expect("the fixture's ids are numbers");
+    call(&proxy, 2, &retry(&key, &state, "file:///first"))
+        .send()
+        .await;
+    // A client that sends its answer with the first request (as to a
+    // stateless server) is not asked: the answer goes to the server.
+    let mut up_front = ask_roots();
+    up_front["inputResponses"] =
+        json!({(k + 1).to_string(): {"roots": [{"uri": "file:///up-front"}]}, "extra": {}});
+    let reply = call(&proxy, 3, &up_front).send().await;
+    let body = reply.json();
+    assert_eq!(body["result"]["resultType"], "complete", "{body}");
+    assert!(result_text(&body).contains("file:///up-front"), "{body}");
+    // An answer that is not a result object is no answer: asked again.
+    let mut invalid = ask_roots();
+    invalid["inputResponses"] = json!({(k + 2).to_string(): 12345});
+    let reply = call(&proxy, 4, &invalid).send().await;
+    let body = reply.json();
+    assert_eq!(body["result"]["resultType"], "input_required", "{body}");
+    let state = body["result"]["requestState"].as_str().unwrap();
+    let reply = call(
+        &proxy,
+        5,
+        &retry(&(k + 2).to_string(), state, "file:///fine"),
+    )
+    .send()
+    .await;
+    assert!(
+        result_text(&reply.json()).contains("file:///fine"),
+        "{}",
+        reply.text()
+    );
+}

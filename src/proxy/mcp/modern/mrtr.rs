@@ -42,6 +42,9 @@ use crate::upstream::connection::{Connection, OutgoingRequest};
 
 /// Server messages buffered between the connection and the call's task.
 const EVENTS_BUFFER: usize = 64;
+/// How long the first question of a round waits for others the server asks
+/// at the same moment, so they reach the client in one `input_required`.
+const INPUT_GATHER: Duration = Duration::from_millis(50);
 
 /// The methods whose calls may be answered `input_required`.
 pub(crate) fn supports_input(method: &str) -> bool {
@@ -294,7 +297,7 @@ where
             tokio::select! {
                 biased;
                 Some(message) = rx.recv() => {
-                    if let Err(error) = take(&conn, &mut asked, round.stream.as_ref(), message, &capabilities, level).await {
+                    if let Err(error) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level).await {
                         let id = round.id.clone();
                         round.answer(error_response(Some(&id), error), Ending::Answered { error: true });
                         return;
@@ -314,7 +317,7 @@ where
             if let Err(error) = take(
                 &conn,
                 &mut asked,
-                round.stream.as_ref(),
+                Some(&mut round),
                 message,
                 &capabilities,
                 level,
@@ -327,6 +330,26 @@ where
                     Ending::Answered { error: true },
                 );
                 return;
+            }
+        }
+        // Questions the server asks together (from concurrent tasks) arrive
+        // a moment apart; they wait a short while for each other so the
+        // client gets them in one round.
+        if finished.is_none() && !asked.open.is_empty() {
+            let gather = tokio::time::sleep(INPUT_GATHER);
+            tokio::pin!(gather);
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(message) = rx.recv() => {
+                        if let Err(error) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level).await {
+                            let id = round.id.clone();
+                            round.answer(error_response(Some(&id), error), Ending::Answered { error: true });
+                            return;
+                        }
+                    }
+                    () = &mut gather => break,
+                }
             }
         }
         // The server's answer ends the call, whatever it still asked.
@@ -391,16 +414,23 @@ where
             return;
         };
         round = next;
-        for (key, answer) in std::mem::take(&mut round.responses) {
+        let open: Vec<String> = asked.open.keys().cloned().collect();
+        for key in open {
+            // Not a result object: no answer; asked again below.
+            let Some(answer) = round.responses.remove(&key).filter(Value::is_object) else {
+                continue;
+            };
             let Some((theirs, _)) = asked.open.remove(&key) else {
-                continue; // not asked, or already answered: ignored
+                continue;
             };
             let message = json!({"jsonrpc": "2.0", "id": theirs.to_value(), "result": answer});
             if let Err(e) = conn.respond(message).await {
                 tracing::debug!(error = %e, "could not pass the client's input to the server");
             }
         }
-        // Anything still unanswered is asked again (the loop parks anew).
+        // Anything still unanswered is asked again (the loop parks anew);
+        // answers to questions not asked yet wait in `round.responses`, and
+        // keys never asked are ignored.
     }
 }
 
@@ -411,11 +441,15 @@ where
 async fn take(
     conn: &Connection,
     asked: &mut Asked<'_>,
-    stream: Option<&mpsc::Sender<Value>>,
+    round: Option<&mut Round>,
     message: Value,
     capabilities: &Map<String, Value>,
     level: Option<LogLevel>,
 ) -> Result<(), ErrorObject> {
+    let (stream, supplied) = match round {
+        Some(round) => (round.stream.as_ref(), Some(&mut round.responses)),
+        None => (None, None),
+    };
     let method = message.get("method").and_then(Value::as_str);
     let id = message
         .get("id")
@@ -434,11 +468,26 @@ async fn take(
     let (upstream, result) = match classify(method, params, capabilities) {
         Kind::Ping => (response(&id, json!({})), Ok(())),
         Kind::Declared => {
+            // An answer the client already sent under this key (a client
+            // that sends `inputResponses` up front, as to a stateless
+            // server) is the answer; one that is not a result object is no
+            // answer, and the client is asked.
+            let key = key_of(&id);
+            if let Some(answer) = supplied
+                .and_then(|s| s.remove(&key))
+                .filter(Value::is_object)
+            {
+                let message = json!({"jsonrpc": "2.0", "id": id.to_value(), "result": answer});
+                if let Err(e) = conn.respond(message).await {
+                    tracing::debug!(error = %e, "could not pass the client's input to the server");
+                }
+                return Ok(());
+            }
             let mut request = json!({"method": method});
             if let Some(params) = params {
                 request["params"] = params.clone();
             }
-            asked.open.insert(key_of(&id), (id, request));
+            asked.open.insert(key, (id, request));
             return Ok(());
         }
         Kind::Missing(required) => {
