@@ -134,6 +134,21 @@ TOOLS = [
     # MCP 2026-07-28 suite (0.2.0-alpha.12): this 2025 server asks the client the 2025 way, with
     # its request ids chosen as the suite's inputRequests keys; stdiopool turns each ask into an
     # input_required result keyed by the server request's id (docs/ERAS.md, "Input from the client").
+    # The suite's json-schema-2020-12 scenario: a 2020-12 schema must reach the client unchanged.
+    _tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {"address": {"$anchor": "addressDef", "type": "object",
+                              "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+        "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"},
+                       "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                       "phone": {"type": "string"}, "email": {"type": "string"}},
+        "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+        "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+        "then": {"required": ["phone"]},
+        "else": {"required": ["email"]},
+        "additionalProperties": False,
+    }),
     _tool("test_missing_capability", "Asks the client for sampling (a client without it gets -32021)"),
     *(_tool(f"test_input_required_result_{n}", f"Asks the client ({n}) while it runs") for n in MRTR_TOOLS),
 ]
@@ -310,6 +325,8 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> dict[str, 
         content = result.content
         text = getattr(content, "text", None) or "No response"
         return {"content": [_text(f"LLM response: {text}")]}
+    if name == "json_schema_2020_12_tool":
+        return {"content": [_text(f"Received: {json.dumps(args, sort_keys=True)}")]}
     if name == "test_missing_capability":
         r = await _ask(ctx, "missing_sampling", "sampling/createMessage", _sample("Say hi", 10))
         return {"content": [_text(f"LLM response: {(r.get('content') or {}).get('text', '')}")]}
