@@ -512,7 +512,7 @@ async fn take(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn round(id: i64) -> (Round, oneshot::Receiver<(Value, Ending)>) {
@@ -569,6 +569,78 @@ mod tests {
         assert!(parked.give_way());
         assert!(first.is_cancelled());
         assert!(!second.is_cancelled());
+    }
+
+    /// The cancel point of a parked call: its task dropped while it waits
+    /// for the retry (the await holding both the process and an unanswered
+    /// server request). The server must get an error for its request.
+    #[tokio::test]
+    async fn a_parked_call_dropped_answers_the_server_before_the_process_goes() {
+        use crate::accounting::Accounting;
+        use crate::upstream::process::{ChildProcess, ProcessSpec};
+        let out = std::env::temp_dir().join(format!("stdiopool-mrtr-drop-{}", std::process::id()));
+        let _ = std::fs::remove_file(&out);
+        // A server that asks roots/list during the call, then writes down the
+        // next line it reads (what answered its question), then waits for EOF.
+        let script = format!(
+            r#"read call; printf '%s\n' '{{"jsonrpc":"2.0","id":"q","method":"roots/list"}}'; read answer; printf '%s\n' "$answer" > '{}'; cat > /dev/null"#,
+            out.display()
+        );
+        let spec = ProcessSpec::new("sh").args(["-c", script.as_str()]);
+        let acc = Arc::new(Accounting::new());
+        let conn = Arc::new(Connection::new(
+            ChildProcess::spawn(&spec, &acc).unwrap(),
+            1 << 20,
+        ));
+        conn.relay_server_requests();
+        let job = Job {
+            request: OutgoingRequest {
+                id: Id::from_value(json!(1)).unwrap(),
+                method: "tools/call".into(),
+                params: Some(json!({"name": "t"})),
+            },
+            binding: binding("t"),
+            capabilities: json!({"roots": {}}).as_object().unwrap().clone(),
+            level: None,
+            timeout: Duration::from_secs(600),
+            input_wait: Duration::from_secs(600),
+            parked: Arc::default(),
+            shutdown: CancellationToken::new(),
+        };
+        let (first, answer) = round(1);
+        let task = tokio::spawn(drive(Arc::clone(&conn), job, first));
+        let (message, _) = tokio::time::timeout(Duration::from_secs(30), answer)
+            .await
+            .expect("no input_required within 30 s")
+            .unwrap();
+        assert_eq!(
+            message["result"]["resultType"], "input_required",
+            "{message}"
+        );
+        assert!(
+            message["result"]["inputRequests"].get("q").is_some(),
+            "{message}"
+        );
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let written = loop {
+            match std::fs::read_to_string(&out) {
+                Ok(text) if text.ends_with('\n') => break text,
+                _ => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the server's request was never answered"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let _ = std::fs::remove_file(&out);
+        let answer: Value = serde_json::from_str(written.trim()).unwrap();
+        assert_eq!(answer["id"], "q", "{answer}");
+        assert!(answer.get("error").is_some(), "{answer}");
+        drop(conn); // closes stdin: the server ends
     }
 
     #[test]
