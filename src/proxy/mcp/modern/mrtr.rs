@@ -409,6 +409,9 @@ where
                 outcome = &mut call, if finished.is_none() => finished = Some(outcome),
             }
         };
+        // A retry that raced the end of the wait must not be swallowed: a
+        // closed receiver makes `resume` hand it back (-32602 for it).
+        retry_rx.close();
         parked.forget(&state);
         let Some(next) = next else {
             return;
