@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::discover::{advertises, discover_result, required_capability, server_info};
-use super::mrtr::{Binding, Job, Round, drive, make_room, supports_input};
+use super::mrtr::{Job, Round, drive, supports_input};
+use super::parked::{Binding, make_room};
 use super::server_requests::{Asked, classify, missing_capability};
 use super::translate::{final_message, forwards_notification, status_for};
 use super::validate::{LogLevel, ModernError, ModernRequest, validate};
