@@ -808,3 +808,14 @@ fn incomplete_or_contradictory_oauth_options_are_refused() {
     args.push("--demo");
     assert!(load(&args).is_ok());
 }
+
+#[test]
+fn input_wait_defaults_to_60s_and_is_set_by_flag_or_file_and_never_zero() {
+    let c = load(&["--", "s"]).unwrap();
+    assert_eq!(c.input_wait, Duration::from_secs(60));
+    let c = load(&["--input-wait", "5m", "--", "s"]).unwrap();
+    assert_eq!(c.input_wait, Duration::from_secs(300));
+    let c = load_with_file(&[], "input_wait = \"90s\"\ncommand = [\"s\"]").unwrap();
+    assert_eq!(c.input_wait, Duration::from_secs(90));
+    assert!(load(&["--input-wait", "0s", "--", "s"]).is_err());
+}

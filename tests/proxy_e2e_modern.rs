@@ -371,7 +371,8 @@ async fn progress_and_log_messages_follow_the_requests_own_meta() {
         json!({"name": "notify", "arguments": {}, "_meta": with_meta(json!({"progressToken": 9}))});
     let reply = modern(&proxy, 4, "tools/call", params).send().await;
     assert_eq!(log_count(&reply.messages()), 0, "{}", reply.text());
-    // And a server request never reaches a modern stream: the server is refused.
+    // And a server request never reaches a modern stream: this client lacks
+    // `roots`, so the call ends with -32021 on the stream.
     let params = json!({"name": "ask_roots", "arguments": {}, "_meta": with_meta(json!({"progressToken": 10}))});
     let reply = modern(&proxy, 5, "tools/call", params).send().await;
     let messages = reply.messages();
@@ -382,10 +383,52 @@ async fn progress_and_log_messages_follow_the_requests_own_meta() {
         "{messages:?}"
     );
     assert_eq!(
-        messages.last().unwrap()["result"]["isError"],
-        true,
+        messages.last().unwrap()["error"]["code"],
+        -32021,
         "{messages:?}"
     );
+}
+
+#[tokio::test]
+async fn a_server_request_for_an_undeclared_capability_ends_the_call_with_32021() {
+    // One process: each call below needs it back, so a process left waiting
+    // on an unanswered server request (or still busy) would hang the next.
+    let proxy = ProxyProcess::start(
+        &["--mode", "pooled", "--pool-size", "1", "--min-idle", "1"],
+        &[],
+    );
+    let params = json!({"name": "ask_roots", "arguments": {}, "_meta": meta()});
+    let reply = modern(&proxy, 1, "tools/call", params).send().await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["id"], 1, "{body}");
+    assert_eq!(body["error"]["code"], -32021, "{body}");
+    assert_eq!(
+        body["error"]["data"]["requiredCapabilities"],
+        json!({"roots": {}}),
+        "{body}"
+    );
+    // The process went back (answered, its call cancelled) and serves on.
+    let params = json!({"name": "echo", "arguments": {"message": "after"}, "_meta": meta()});
+    let reply = modern(&proxy, 2, "tools/call", params).send().await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(result_text(&reply.json()), "after", "{}", reply.text());
+    let legacy = Mcp::connect(&proxy).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while legacy.cancellations().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned call was not cancelled upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // `ping` needs no capability: the proxy answers it `{}`.
+    let params = json!({"name": "ping_client", "arguments": {}, "_meta": meta()});
+    let reply = modern(&proxy, 3, "tools/call", params).send().await;
+    let body = reply.json();
+    assert_eq!(body["result"]["isError"], false, "{body}");
+    assert_eq!(result_text(&body), "{}", "{body}");
 }
 
 #[tokio::test]

@@ -136,6 +136,7 @@ impl Proxy {
             sessions: Sessions::with_stream_slots(listening.stream_slots()),
             shutdown: CancellationToken::new(),
             initialize_result,
+            parked: Arc::default(),
         });
         metrics.set_source(Arc::new(metrics_source(
             Arc::downgrade(&state),

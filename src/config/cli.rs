@@ -105,6 +105,10 @@ pub struct Cli {
     #[arg(long, env = "STDIOPOOL_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
     pub request_timeout: Duration,
 
+    /// MCP 2026-07-28 (MRTR): how long a call waiting for the client's input holds its process; then the server gets an error and the process goes back.
+    #[arg(long, env = "STDIOPOOL_INPUT_WAIT", value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub input_wait: Duration,
+
     /// How long a request waits for a free process before 503 + Retry-After.
     #[arg(long, env = "STDIOPOOL_WAIT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub wait_timeout: Duration,

@@ -74,6 +74,8 @@ pub(super) struct FileConfig {
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) wait_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
+    pub(super) input_wait: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
     pub(super) session_idle_timeout: Option<Duration>,
     pub(super) session_eviction: Option<bool>,
     #[serde(default, deserialize_with = "de_duration")]

@@ -127,6 +127,9 @@ pub struct Config {
     /// A request unanswered this long gets a JSON-RPC error; the server gets
     /// `notifications/cancelled`.
     pub request_timeout: Duration,
+    /// MCP 2026-07-28 (MRTR): a call parked for the client's input holds its
+    /// process at most this long (docs/ERAS.md, "Input from the client").
+    pub input_wait: Duration,
     /// A session idle this long is ended (its process destroyed in session mode).
     pub session_idle_timeout: Duration,
     /// Session mode: a new session that finds every process held by a

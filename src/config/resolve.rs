@@ -80,6 +80,7 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
 
     let create_timeout = nonzero(pick!(create_timeout), "create timeout")?;
     let request_timeout = nonzero(pick!(request_timeout), "request timeout")?;
+    let input_wait = nonzero(pick!(input_wait), "input wait")?;
     let session_idle_timeout = nonzero(pick!(session_idle_timeout), "session idle timeout")?;
     let sse_keep_alive = pick!(sse_keep_alive).0;
     if sse_keep_alive == Some(Duration::ZERO) {
@@ -206,6 +207,7 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
             wait_timeout: pick!(wait_timeout),
         },
         request_timeout,
+        input_wait,
         session_idle_timeout,
         session_eviction: pick!(session_eviction),
         shutdown_grace: pick!(shutdown_grace),

@@ -46,6 +46,58 @@ WATCH_PERIOD_S = 1.0
 NO_ARGS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
+MRTR_TOOLS = ("elicitation", "sampling", "list_roots", "request_state", "multiple_inputs", "multi_round",
+              "tampered_state", "capabilities")
+
+
+def _form(message: str, field: str, kind: str = "string") -> dict[str, Any]:
+    schema = {"type": "object", "properties": {field: {"type": kind}}, "required": [field]}
+    return {"message": message, "requestedSchema": schema}
+
+
+def _sample(text: str, max_tokens: int) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": {"type": "text", "text": text}}], "maxTokens": max_tokens}
+
+
+async def _ask(ctx: Any, key: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A server request under the id `key`, answered by the client (MRTR through stdiopool)."""
+    # The SDK's typed helpers mint their own ids; its dispatcher takes a caller's id (CallOptions
+    # "request_id") but only through the connection's outbound channel (stdio has just the one).
+    outbound = ctx.session._connection.outbound
+    return await outbound.send_raw_request(method, params, {"request_id": key})
+
+
+async def _mrtr_tool(ctx: Any, which: str) -> dict[str, Any]:
+    if which in ("elicitation", "request_state", "tampered_state"):
+        key = {"elicitation": "user_name", "request_state": "confirm", "tampered_state": "confirm_tamper"}[which]
+        r = await _ask(ctx, key, "elicitation/create", _form("What is your name?", "name"))
+        ok = "state-ok: " if which != "elicitation" else ""
+        return {"content": [_text(f"{ok}Hello, {(r.get('content') or {}).get('name', '')}!")]}
+    if which in ("sampling", "capabilities"):
+        key = "capital_question" if which == "sampling" else "capability_sample"
+        r = await _ask(ctx, key, "sampling/createMessage", _sample("What is the capital of France?", 100))
+        return {"content": [_text(f"LLM response: {(r.get('content') or {}).get('text', '')}")]}
+    if which == "list_roots":
+        r = await _ask(ctx, "client_roots", "roots/list", {})
+        return {"content": [_text("Roots: " + ", ".join(x.get("uri", "") for x in r.get("roots", [])))]}
+    if which == "multiple_inputs":
+        answers: dict[str, Any] = {}
+
+        async def one(key: str, method: str, params: dict[str, Any]) -> None:
+            answers[key] = await _ask(ctx, key, method, params)
+
+        async with anyio.create_task_group() as tg:  # asked together: one input_required round
+            tg.start_soon(one, "user_name", "elicitation/create", _form("What is your name?", "name"))
+            tg.start_soon(one, "greeting", "sampling/createMessage", _sample("Generate a greeting", 50))
+            tg.start_soon(one, "client_roots", "roots/list", {})
+        return {"content": [_text(f"Got all inputs: {sorted(answers)}")]}
+    if which == "multi_round":
+        name = await _ask(ctx, "step1", "elicitation/create", _form("Step 1: What is your name?", "name"))
+        color = await _ask(ctx, "step2", "elicitation/create", _form("Step 2: What is your favorite color?", "color"))
+        return {"content": [_text(f"Done: {name.get('content')} {color.get('content')}")]}
+    raise MCPError(code=-32602, message=f"Unknown tool: test_input_required_result_{which}")
+
+
 def _tool(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "description": description, "inputSchema": schema or NO_ARGS}
 
@@ -79,6 +131,26 @@ TOOLS = [
     ),
     _tool("test_elicitation_sep1034_defaults", "Elicitation whose schema has defaults for every primitive type"),
     _tool("test_elicitation_sep1330_enums", "Elicitation with all five enum schema variants"),
+    # MCP 2026-07-28 suite (0.2.0-alpha.12): this 2025 server asks the client the 2025 way, with
+    # its request ids chosen as the suite's inputRequests keys; stdiopool turns each ask into an
+    # input_required result keyed by the server request's id (docs/ERAS.md, "Input from the client").
+    # The suite's json-schema-2020-12 scenario: a 2020-12 schema must reach the client unchanged.
+    _tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {"address": {"$anchor": "addressDef", "type": "object",
+                              "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+        "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"},
+                       "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                       "phone": {"type": "string"}, "email": {"type": "string"}},
+        "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+        "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+        "then": {"required": ["phone"]},
+        "else": {"required": ["email"]},
+        "additionalProperties": False,
+    }),
+    _tool("test_missing_capability", "Asks the client for sampling (a client without it gets -32021)"),
+    *(_tool(f"test_input_required_result_{n}", f"Asks the client ({n}) while it runs") for n in MRTR_TOOLS),
 ]
 
 RESOURCES = [
@@ -133,6 +205,7 @@ PROMPTS = [
         "arguments": [{"name": "resourceUri", "description": "URI of the resource to embed", "required": True}],
     },
     {"name": "test_prompt_with_image", "title": "Prompt With Image", "description": "A prompt with image content"},
+    {"name": "test_input_required_result_prompt", "description": "Asks the client for context (elicitation)"},
 ]
 
 # Completion candidates per argument name; the suite only checks the shape.
@@ -252,6 +325,13 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> dict[str, 
         content = result.content
         text = getattr(content, "text", None) or "No response"
         return {"content": [_text(f"LLM response: {text}")]}
+    if name == "json_schema_2020_12_tool":
+        return {"content": [_text(f"Received: {json.dumps(args, sort_keys=True)}")]}
+    if name == "test_missing_capability":
+        r = await _ask(ctx, "missing_sampling", "sampling/createMessage", _sample("Say hi", 10))
+        return {"content": [_text(f"LLM response: {(r.get('content') or {}).get('text', '')}")]}
+    if name.startswith("test_input_required_result_"):
+        return await _mrtr_tool(ctx, name.removeprefix("test_input_required_result_"))
     if name == "test_elicitation":
         schema = {
             "type": "object",
@@ -397,6 +477,10 @@ async def get_prompt(ctx: Any, params: types.GetPromptRequestParams) -> dict[str
             },
             {"role": "user", "content": _text("Please process the embedded resource above.")},
         ]
+    elif name == "test_input_required_result_prompt":
+        r = await _ask(ctx, "user_context", "elicitation/create", _form("What context should the prompt use?", "context"))
+        context = (r.get("content") or {}).get("context", "")
+        messages = [{"role": "user", "content": _text(f"Use this context: {context}")}]
     elif name == "test_prompt_with_image":
         messages = [
             {"role": "user", "content": {"type": "image", "data": PNG_1X1, "mimeType": "image/png"}},

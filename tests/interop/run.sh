@@ -15,7 +15,8 @@
 # also 100 TypeScript sessions that never DELETE and a Python client whose session is evicted
 # (ts_sessions.mjs, py_evicted.py) — then stops the proxy with SIGTERM and
 # checks that it exits 0 and leaves none of its children alive. Then the conformance suite runs
-# (after py_sampling.py in pooled mode: a sampling request relayed during a pooled tools/call)
+# (after py_sampling.py and py_mrtr.py in pooled mode: a sampling request relayed during a pooled
+# tools/call, and an elicitation answered by MRTR during a modern one)
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
 # tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline, and in pooled
 # mode the suite's 2026-07-28 requirements (0.2.0-alpha.12) with conformance-baseline-2026.yml.
@@ -415,6 +416,11 @@ else
             # client that made the call; and refused at once for a client without the capability.
             run_cell "python sampling relay" conformance_server.py "$mode" 120 "$out/$mode-sampling.log" \
                 "$py" "$here/py_sampling.py" "$url"
+            # MRTR: the server's elicitation during a modern tools/call reaches the Python SDK
+            # 2.x default Client(url) as input_required, and its retry answers the server; a
+            # client without the capability gets -32021 (docs/ERAS.md).
+            run_cell "python MRTR elicitation" conformance_server.py "$mode" 120 "$out/$mode-mrtr.log" \
+                "$py" "$here/py_mrtr.py" "$url"
         fi
         conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
         # Modern clients are served in pooled mode; session mode sends them to initialize.

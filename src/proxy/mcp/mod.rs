@@ -64,6 +64,8 @@ pub struct McpState {
     pub(crate) shutdown: CancellationToken,
     /// Pooled mode: the server's `InitializeResult` from the pool's handshake.
     pub(crate) initialize_result: Value,
+    /// Pooled mode: modern calls parked for their client's input (MRTR).
+    pub(crate) parked: Arc<modern::ParkedCalls>,
 }
 
 impl McpState {

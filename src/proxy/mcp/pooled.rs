@@ -108,6 +108,8 @@ async fn pooled_request(
     // reply's stream while the call runs: upstream/connection routes a
     // server message to the one request in flight); other requests get JSON.
     let format = ReplyFormat::for_request(has_progress || method == "tools/call");
+    // A modern call parked for its client's input gives way first (MRTR).
+    super::modern::make_room(st);
     let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
     forward(
         st,

@@ -22,7 +22,10 @@
 mod discover;
 mod era;
 mod listen;
+mod mrtr;
+mod parked;
 mod serve;
+mod server_requests;
 mod translate;
 mod validate;
 
@@ -35,6 +38,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use self::era::{Era, classify_post, header_is_modern};
+pub(crate) use self::parked::{ParkedCalls, make_room};
 use self::validate::ModernError;
 use super::McpState;
 use super::record::{Reply, Tally, respond};

@@ -7,8 +7,10 @@
 //! - a method the pool's server did not advertise, and every method the
 //!   2026-07-28 revision removed, is answered 404/-32601 here: no process;
 //! - nothing but the request's own progress and the log messages it asked
-//!   for reaches its SSE stream, and never a server request (the server gets
-//!   an error instead, so it never waits on a client that cannot be asked);
+//!   for reaches its SSE stream, and never a server request: the proxy
+//!   answers each one upstream before the call goes on (`ping` with `{}`,
+//!   the rest with an error), so the process never waits on a modern client;
+//!   one the client declared no capability for ends the call with -32021;
 //! - closing the stream (or the client going away on a JSON reply) drops
 //!   the call, which cancels it upstream (`calls::reply`).
 
@@ -18,11 +20,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use axum::Json;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
-use serde_json::Value;
-use tokio::sync::mpsc;
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::discover::{advertises, discover_result, required_capability, server_info};
+use super::mrtr::{Job, Round, drive, supports_input};
+use super::parked::{Binding, make_room};
+use super::server_requests::{Asked, classify, missing_capability};
 use super::translate::{final_message, forwards_notification, status_for};
 use super::validate::{LogLevel, ModernError, ModernRequest, validate};
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response, response};
@@ -135,6 +140,10 @@ async fn forward(st: &McpState, request: ModernRequest, tally: Tally) -> Result<
     // which also lets its errors carry their HTTP status.
     let format =
         ReplyFormat::for_request(request.has_progress_token() || request.log_level.is_some());
+    if supports_input(&request.method) {
+        return forward_with_input(st, request, tally, format).await;
+    }
+    make_room(st);
     let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
     let upstream = OutgoingRequest {
         id: request.id.clone(),
@@ -143,14 +152,17 @@ async fn forward(st: &McpState, request: ModernRequest, tally: Tally) -> Result<
     };
     let info = server_info(&st.initialize_result);
     let timeout = st.config.request_timeout;
-    let level = request.log_level;
+    let filter = Filter {
+        level: request.log_level,
+        capabilities: request.client_capabilities,
+    };
     let method = request.method;
     let label = method.clone();
     let error_code = Arc::new(AtomicI64::new(0));
     let code_cell = error_code.clone();
     let done = move |ending: Ending| tally.record(&label, ending.outcome());
     let work = move |events: Option<mpsc::Sender<Value>>| async move {
-        let (message, ending) = run_call(&conn, upstream, events, level, timeout).await;
+        let (message, ending) = run_call(&conn, upstream, events, filter, timeout).await;
         drop(conn); // back to the pool (or destroyed if broken)
         let (message, code) = final_message(message, &method, &info);
         code_cell.store(code.unwrap_or(0), Ordering::Relaxed);
@@ -165,20 +177,123 @@ async fn forward(st: &McpState, request: ModernRequest, tally: Tally) -> Result<
     Ok(Reply::Forwarded(reply))
 }
 
-/// Runs the call; with a stream, passes the server's messages through the
-/// filter on their way to it, in the order the server sent them.
+/// A call that may need the client's input (MRTR): a new call checks out a
+/// process and runs in a task of its own (`mrtr::drive`); a retry (one with
+/// `requestState`) continues the parked call it names. Either way this
+/// request gets the call's next message: its result, or `input_required`.
+async fn forward_with_input(
+    st: &McpState,
+    request: ModernRequest,
+    tally: Tally,
+    format: ReplyFormat,
+) -> Result<Reply, ProxyError> {
+    let params = request.params.as_ref();
+    let responses = match params.and_then(|p| p.get("inputResponses")) {
+        None => Map::new(),
+        Some(Value::Object(responses)) => responses.clone(),
+        Some(_) => {
+            let e = ModernError::invalid_params("Invalid params: inputResponses must be an object");
+            return Ok(refusal(Some(&request.id), e));
+        }
+    };
+    let resume = match params.and_then(|p| p.get("requestState")) {
+        None => None,
+        Some(Value::String(state)) => Some(state.clone()),
+        Some(_) => {
+            let e = ModernError::invalid_params("Invalid params: requestState must be a string");
+            return Ok(refusal(Some(&request.id), e));
+        }
+    };
+    let binding = Binding::of(&request.method, params);
+    let start = match resume {
+        Some(state) => Err(state),
+        None => {
+            make_room(st);
+            let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
+            let mut upstream_params = request.upstream_params();
+            if let Some(Value::Object(p)) = upstream_params.as_mut() {
+                p.remove("inputResponses");
+            }
+            let job = Job {
+                request: OutgoingRequest {
+                    id: request.id.clone(),
+                    method: request.method.clone(),
+                    params: upstream_params,
+                },
+                binding: binding.clone(),
+                capabilities: request.client_capabilities.clone(),
+                level: request.log_level,
+                timeout: st.config.request_timeout,
+                input_wait: st.config.input_wait,
+                parked: st.parked.clone(),
+                shutdown: st.shutdown.clone(),
+            };
+            Ok((conn, job))
+        }
+    };
+    let parked = st.parked.clone();
+    let info = server_info(&st.initialize_result);
+    let id = request.id.clone();
+    let method = request.method;
+    let label = method.clone();
+    let error_code = Arc::new(AtomicI64::new(0));
+    let code_cell = error_code.clone();
+    let done = move |ending: Ending| tally.record(&label, ending.outcome());
+    let work = move |events: Option<mpsc::Sender<Value>>| async move {
+        let (reply, answer) = oneshot::channel();
+        let round = Round {
+            id: id.clone(),
+            responses,
+            stream: events,
+            reply,
+        };
+        match start {
+            Ok((conn, job)) => {
+                // The task owns the process: it ends (and gives the process
+                // back) when the call ends, however it ends.
+                tokio::spawn(drive(conn, job, round));
+            }
+            Err(state) => {
+                if let Err((e, round)) = parked.resume(&state, &binding, round) {
+                    let error = ErrorObject::invalid_params(e);
+                    round.answer(
+                        error_response(Some(&id), error),
+                        Ending::Answered { error: true },
+                    );
+                }
+            }
+        }
+        let (message, ending) = answer.await.unwrap_or_else(|_| {
+            let error = ErrorObject::internal_error("the call ended without an answer (stdiopool)");
+            (error_response(Some(&id), error), Ending::UpstreamFailed)
+        });
+        let (message, code) = final_message(message, &method, &info);
+        code_cell.store(code.unwrap_or(0), Ordering::Relaxed);
+        (message, ending)
+    };
+    let mut reply = calls::reply(format, request.id, st.config.sse_keep_alive, work, done).await;
+    if format == ReplyFormat::Json {
+        let code = error_code.load(Ordering::Relaxed);
+        *reply.status_mut() = status_for((code != 0).then_some(code));
+    }
+    Ok(Reply::Forwarded(reply))
+}
+
+/// Runs the call, passing the server's messages through the filter on their
+/// way to the stream (if the request has one), in the order the server sent
+/// them. The server's messages are always watched, stream or not: a server
+/// request must be answered here, and one the client lacks the capability
+/// for ends the call with -32021.
 async fn run_call(
     conn: &Connection,
     request: OutgoingRequest,
     stream: Option<mpsc::Sender<Value>>,
-    level: Option<LogLevel>,
+    filter: Filter,
     timeout: std::time::Duration,
 ) -> (Value, Ending) {
     // Cancellation is the client closing the stream: dropping this future.
     let never = CancellationToken::new();
-    let Some(stream) = stream else {
-        return calls::call(conn, request, None, timeout, &never).await;
-    };
+    let id = request.id.clone();
     let (tx, mut rx) = mpsc::channel::<Value>(EVENTS_BUFFER);
     let call = calls::call(conn, request, Some(tx), timeout, &never);
     tokio::pin!(call);
@@ -186,10 +301,18 @@ async fn run_call(
         tokio::select! {
             // Messages first: the server sent them before its response.
             biased;
-            Some(message) = rx.recv() => relay(conn, &stream, message, level).await,
+            Some(message) = rx.recv() => {
+                if let Some(error) = relay(conn, stream.as_ref(), message, &filter).await {
+                    // Returning drops the call: the connection cancels it
+                    // upstream, and the late answer is dropped.
+                    return (error_response(Some(&id), error), Ending::Answered { error: true });
+                }
+            }
             outcome = &mut call => {
                 while let Ok(message) = rx.try_recv() {
-                    relay(conn, &stream, message, level).await;
+                    if let Some(error) = relay(conn, stream.as_ref(), message, &filter).await {
+                        return (error_response(Some(&id), error), Ending::Answered { error: true });
+                    }
                 }
                 return outcome;
             }
@@ -197,13 +320,21 @@ async fn run_call(
     }
 }
 
-/// One server message during a modern call.
+/// What a modern call lets through to its client.
+struct Filter {
+    level: Option<LogLevel>,
+    capabilities: Map<String, Value>,
+}
+
+/// One server message during a modern call. A server request is answered
+/// upstream here, always (the process must never wait on a modern client);
+/// the returned error, if any, ends the client's call.
 async fn relay(
     conn: &Connection,
-    stream: &mpsc::Sender<Value>,
+    stream: Option<&mpsc::Sender<Value>>,
     message: Value,
-    level: Option<LogLevel>,
-) {
+    filter: &Filter,
+) -> Option<ErrorObject> {
     if let (Some(id), Some(method)) = (
         message
             .get("id")
@@ -211,19 +342,39 @@ async fn relay(
             .and_then(|v| Id::from_value(v).ok()),
         message.get("method").and_then(Value::as_str),
     ) {
-        // A server request: a modern stream must not carry it, and answering
-        // it by MRTR waits for the server-request relay (docs/ERAS.md).
-        tracing::debug!(%method, "server request during a modern call; refused upstream");
-        let error = ErrorObject::method_not_found(method).with_data(Value::String(
-            "the client of this call is an MCP 2026-07-28 client, which the proxy cannot ask yet"
-                .into(),
-        ));
-        if let Err(e) = conn.respond(error_response(Some(&id), error)).await {
-            tracing::debug!(error = %e, "could not refuse a server request");
+        let (upstream, ends) = match classify(method, message.get("params"), &filter.capabilities) {
+            Asked::Ping => (response(&id, json!({})), None),
+            Asked::Missing(required) => {
+                tracing::debug!(%method, "server request the modern client lacks the capability for; -32021");
+                let upstream = ErrorObject::method_not_found(method).with_data(Value::String(
+                    "the client of this call did not declare this capability".into(),
+                ));
+                (
+                    error_response(Some(&id), upstream),
+                    Some(missing_capability(method, required)),
+                )
+            }
+            // Answering by MRTR (input-required results) is not built
+            // yet (docs/ERAS.md): the server is refused and goes on.
+            Asked::Declared | Asked::Unknown => {
+                tracing::debug!(%method, "server request during a modern call; refused upstream");
+                let error = ErrorObject::method_not_found(method).with_data(Value::String(
+                        "the client of this call is an MCP 2026-07-28 client, which the proxy cannot ask yet"
+                            .into(),
+                    ));
+                (error_response(Some(&id), error), None)
+            }
+        };
+        if let Err(e) = conn.respond(upstream).await {
+            tracing::debug!(error = %e, "could not answer a server request");
         }
-        return;
+        return ends;
     }
-    if forwards_notification(&message, level) && stream.send(message).await.is_err() {
+    if let Some(stream) = stream
+        && forwards_notification(&message, filter.level)
+        && stream.send(message).await.is_err()
+    {
         tracing::trace!("the client's stream is gone; notification dropped");
     }
+    None
 }

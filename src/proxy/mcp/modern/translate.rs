@@ -41,6 +41,10 @@ pub(crate) fn is_cacheable(method: &str) -> bool {
 /// Adds the modern fields to a result object (`server_info` from the pool's
 /// handshake; `Value::Null` when the server gave none).
 pub(crate) fn complete_result(result: &mut Map<String, Value>, method: &str, server_info: &Value) {
+    // An interim MRTR result is not cacheable and is not "complete".
+    if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
+        return;
+    }
     result
         .entry("resultType")
         .or_insert_with(|| json!("complete"));

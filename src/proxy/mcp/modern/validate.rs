@@ -118,10 +118,6 @@ pub(crate) struct ModernRequest {
     )]
     pub(crate) version: ModernVersion,
     /// What the client declared for this request (`{}` = nothing).
-    #[allow(
-        dead_code,
-        reason = "read by MRTR (input-required results), which waits for the server-request relay (docs/ERAS.md)"
-    )]
     pub(crate) client_capabilities: Map<String, Value>,
     /// `None`: no log messages on this request's stream.
     pub(crate) log_level: Option<LogLevel>,
