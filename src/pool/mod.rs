@@ -23,6 +23,7 @@ mod error;
 mod guard;
 mod manager;
 mod shared;
+mod state;
 mod status;
 
 use std::future::Future;
