@@ -282,6 +282,14 @@ async fn half_open_connections_cannot_starve_clients_fds_or_server_processes() {
             .try_send()
             .await
     });
+    // In flight before the flood starts: a request the proxy has not read yet
+    // rides on a connection that is still idle (evictable) to the listener,
+    // and on a loaded machine the flood can reach the limit first.
+    proxy
+        .wait_metrics("the slow call in flight", |m| {
+            m.get("stdiopool_pool_in_use") >= 1.0
+        })
+        .await;
     let head: &'static [u8] = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n";
     let held = flood(proxy.addr, FLOOD, head).await;
     assert!(
