@@ -132,8 +132,7 @@ where
     } = job;
     let never = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel::<Value>(EVENTS_BUFFER);
-    let call = calls::call(&conn, request, Some(tx), timeout, &never);
-    tokio::pin!(call);
+    let mut call = Box::pin(calls::call(&conn, request, Some(tx), timeout, &never));
     let mut asked = Asked {
         conn: &conn,
         open: BTreeMap::new(),
@@ -146,7 +145,8 @@ where
             tokio::select! {
                 biased;
                 Some(message) = rx.recv() => {
-                    if let Err(error) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level).await {
+                    if let Err((error, refusal)) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level).await {
+                        end_call(call, &conn, refusal);
                         let id = round.id.clone();
                         round.answer(error_response(Some(&id), error), Ending::Answered { error: true });
                         return;
@@ -163,7 +163,7 @@ where
         // Whatever the server sent before its response, or with its first
         // question, belongs to this round.
         while let Ok(message) = rx.try_recv() {
-            if let Err(error) = take(
+            if let Err((error, refusal)) = take(
                 &conn,
                 &mut asked,
                 Some(&mut round),
@@ -173,6 +173,7 @@ where
             )
             .await
             {
+                end_call(call, &conn, refusal);
                 let id = round.id.clone();
                 round.answer(
                     error_response(Some(&id), error),
@@ -191,7 +192,8 @@ where
                 tokio::select! {
                     biased;
                     Some(message) = rx.recv() => {
-                        if let Err(error) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level).await {
+                        if let Err((error, refusal)) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level).await {
+                        end_call(call, &conn, refusal);
                             let id = round.id.clone();
                             round.answer(error_response(Some(&id), error), Ending::Answered { error: true });
                             return;
@@ -286,10 +288,23 @@ where
     }
 }
 
+/// Ends the call because the client lacks what the server asked for: the
+/// call is dropped first, so the connection queues `notifications/cancelled`
+/// before the server's request is refused (the refusal would let the server
+/// finish the call, and a finished call is not cancelled); the refusal is
+/// queued at once, with no await a drop could cut.
+fn end_call<F>(call: F, conn: &Connection, refusal: Value) {
+    drop(call);
+    if let Err(e) = conn.respond_now(refusal) {
+        tracing::debug!(error = %e, "could not answer a server request");
+    }
+}
+
 /// One server message during the call. A notification goes to the stream
 /// (if any) through the request's filter; a request is answered upstream
 /// here or kept to ask the client. `Err`: the client lacks what the server
-/// asked for (-32021), which ends the call.
+/// asked for (-32021), which ends the call; the refusal for the server comes
+/// with it, for [`end_call`] to send once the call is dropped.
 async fn take(
     conn: &Connection,
     asked: &mut Asked<'_>,
@@ -297,7 +312,7 @@ async fn take(
     message: Value,
     capabilities: &Map<String, Value>,
     level: Option<LogLevel>,
-) -> Result<(), ErrorObject> {
+) -> Result<(), (ErrorObject, Value)> {
     let (stream, supplied) = match round {
         Some(round) => (round.stream.as_ref(), Some(&mut round.responses)),
         None => (None, None),
@@ -346,10 +361,10 @@ async fn take(
             let upstream = ErrorObject::method_not_found(method).with_data(Value::String(
                 "the client of this call did not declare this capability".into(),
             ));
-            (
+            return Err((
+                missing_capability(method, required),
                 error_response(Some(&id), upstream),
-                Err(missing_capability(method, required)),
-            )
+            ));
         }
         Kind::Unknown => (
             error_response(Some(&id), ErrorObject::method_not_found(method)),

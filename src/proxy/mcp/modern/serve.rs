@@ -295,23 +295,35 @@ async fn run_call(
     let never = CancellationToken::new();
     let id = request.id.clone();
     let (tx, mut rx) = mpsc::channel::<Value>(EVENTS_BUFFER);
-    let call = calls::call(conn, request, Some(tx), timeout, &never);
-    tokio::pin!(call);
+    let mut call = Box::pin(calls::call(conn, request, Some(tx), timeout, &never));
+    // A server request that ends the call (-32021): the call is dropped
+    // first, so the connection queues `notifications/cancelled` upstream
+    // before the server's request is refused (the refusal would let the
+    // server finish the call, and a finished call is not cancelled), and the
+    // refusal is queued at once, with no await a drop could cut.
+    let ended = |call, (error, refusal): (ErrorObject, Value)| {
+        drop(call);
+        if let Err(e) = conn.respond_now(refusal) {
+            tracing::debug!(error = %e, "could not answer a server request");
+        }
+        (
+            error_response(Some(&id), error),
+            Ending::Answered { error: true },
+        )
+    };
     loop {
         tokio::select! {
             // Messages first: the server sent them before its response.
             biased;
             Some(message) = rx.recv() => {
-                if let Some(error) = relay(conn, stream.as_ref(), message, &filter).await {
-                    // Returning drops the call: the connection cancels it
-                    // upstream, and the late answer is dropped.
-                    return (error_response(Some(&id), error), Ending::Answered { error: true });
+                if let Some(end) = relay(conn, stream.as_ref(), message, &filter).await {
+                    return ended(call, end);
                 }
             }
             outcome = &mut call => {
                 while let Ok(message) = rx.try_recv() {
-                    if let Some(error) = relay(conn, stream.as_ref(), message, &filter).await {
-                        return (error_response(Some(&id), error), Ending::Answered { error: true });
+                    if let Some(end) = relay(conn, stream.as_ref(), message, &filter).await {
+                        return ended(call, end);
                     }
                 }
                 return outcome;
@@ -327,14 +339,16 @@ struct Filter {
 }
 
 /// One server message during a modern call. A server request is answered
-/// upstream here, always (the process must never wait on a modern client);
-/// the returned error, if any, ends the client's call.
+/// upstream here (the process must never wait on a modern client), except
+/// one that ends the client's call: then the client's error and the refusal
+/// for the server are returned, for the caller to send once the call is
+/// dropped.
 async fn relay(
     conn: &Connection,
     stream: Option<&mpsc::Sender<Value>>,
     message: Value,
     filter: &Filter,
-) -> Option<ErrorObject> {
+) -> Option<(ErrorObject, Value)> {
     if let (Some(id), Some(method)) = (
         message
             .get("id")
@@ -365,10 +379,13 @@ async fn relay(
                 (error_response(Some(&id), error), None)
             }
         };
+        if let Some(error) = ends {
+            return Some((error, upstream));
+        }
         if let Err(e) = conn.respond(upstream).await {
             tracing::debug!(error = %e, "could not answer a server request");
         }
-        return ends;
+        return None;
     }
     if let Some(stream) = stream
         && forwards_notification(&message, filter.level)
