@@ -98,7 +98,15 @@ async def check(target: str) -> list[str]:
             with anyio.fail_after(STEP_TIMEOUT_S):
                 await s.send_ping()
                 tools = {t.name for t in (await s.list_tools()).tools}
-            expect(len(tools) == 12 and "test_elicitation_sep1330_enums" in tools, f"tools/list: {sorted(tools)}")
+            # The suite's 2025 tools (12), its 2026 input-required and capability
+            # tools (9) and the JSON Schema 2020-12 tool.
+            expect(
+                len(tools) == 22
+                and "test_elicitation_sep1330_enums" in tools
+                and "test_missing_capability" in tools
+                and "json_schema_2020_12_tool" in tools,
+                f"tools/list: {sorted(tools)}",
+            )
             passed.append("tools/list")
 
             async def call(name: str, args: dict[str, Any] | None = None, **kw: Any) -> types.CallToolResult:
@@ -180,7 +188,8 @@ async def check(target: str) -> list[str]:
 
             with anyio.fail_after(STEP_TIMEOUT_S):
                 prompts = {p.name for p in (await s.list_prompts()).prompts}
-                expect(len(prompts) == 4, f"prompts: {prompts}")
+                # The suite's four 2025 prompts and its 2026 input-required prompt.
+                expect(len(prompts) == 5 and "test_input_required_result_prompt" in prompts, f"prompts: {prompts}")
                 p = await s.get_prompt("test_prompt_with_arguments", {"arg1": "A1", "arg2": "B2"})
                 expect("arg1='A1'" in p.messages[0].content.text, "prompt args")
                 p = await s.get_prompt("test_prompt_with_embedded_resource", {"resourceUri": "test://x"})
