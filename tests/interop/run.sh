@@ -421,6 +421,13 @@ else
             # client without the capability gets -32021 (docs/ERAS.md).
             run_cell "python MRTR elicitation" conformance_server.py "$mode" 120 "$out/$mode-mrtr.log" \
                 "$py" "$here/py_mrtr.py" "$url"
+            # The same through the TypeScript SDK 2.x client in automatic version negotiation: its
+            # registered elicitation handler is asked through input_required, and the proxy's
+            # metrics show no initialize and no legacy request meanwhile (ts2_client.mjs).
+            run_cell "typescript SDK 2.x auto, MRTR elicitation" conformance_server.py "$mode" 120 "$out/$mode-ts2-mrtr.log" \
+                "$node" "$here/ts2_client.mjs" "$url" --tool test_elicitation --args '{"message":"Who is calling through stdiopool?"}' \
+                --expect action=accept --era modern --elicit-message "Who is calling through stdiopool?" \
+                --elicit-answer '{"username":"octocat","email":"octocat@example.com"}'
         fi
         conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
         # Modern clients are served in pooled mode; session mode sends them to initialize.
