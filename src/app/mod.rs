@@ -137,6 +137,7 @@ impl Proxy {
             shutdown: CancellationToken::new(),
             initialize_result,
             parked: Arc::default(),
+            tool_catalog: Arc::default(),
         });
         metrics.set_source(Arc::new(metrics_source(
             Arc::downgrade(&state),

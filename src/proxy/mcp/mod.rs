@@ -66,6 +66,8 @@ pub struct McpState {
     pub(crate) initialize_result: Value,
     /// Pooled mode: modern calls parked for their client's input (MRTR).
     pub(crate) parked: Arc<modern::ParkedCalls>,
+    /// Pooled mode: the tools' `Mcp-Param-*` rules, for modern calls.
+    pub(crate) tool_catalog: Arc<modern::ToolCatalog>,
 }
 
 impl McpState {
