@@ -417,3 +417,43 @@ async fn legacy_streams_count_against_the_stream_cap() {
     let mut third = Legacy::open(&proxy, None).await;
     third.initialize(json!({})).await;
 }
+
+#[tokio::test]
+async fn an_idle_stream_ends_its_session_but_a_long_call_is_not_idleness() {
+    for mode in MODES {
+        let proxy = proxy(mode, &["--session-idle-timeout", "1s"]);
+        let mut legacy = Legacy::open(&proxy, None).await;
+        legacy.initialize(json!({})).await;
+        // Longer than the idle timeout, with nothing on the stream meanwhile.
+        let (_, response) = legacy.call_tool("sleep", json!({"ms": 2500})).await;
+        assert_eq!(result_text(&response), "slept 2500 ms", "{mode}");
+        // Now nothing runs: the stream ends, and its session with it.
+        assert!(legacy.event().await.is_none(), "{mode}: the stream went on");
+        proxy
+            .wait_metrics("the idle session ended", |m| {
+                m.get("stdiopool_sessions") == 0.0
+            })
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_running_call_answer_on_the_stream_then_ends_it() {
+    for mode in MODES {
+        let mut proxy = proxy(mode, &["--shutdown-grace", "20s"]);
+        let mut legacy = Legacy::open(&proxy, None).await;
+        legacy.initialize(json!({})).await;
+        let slow = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "sleep", "arguments": {"ms": 1500}}});
+        assert_eq!(legacy.post(&slow).await.status, StatusCode::ACCEPTED);
+        // The fixture logs it when the call reaches it (its stderr is in the proxy's log).
+        proxy.wait_for_log("sleep 1500 ms for request").await;
+        proxy.signal(nix::sys::signal::Signal::SIGTERM);
+        let response = legacy.message().await;
+        assert_eq!(response["id"], 3, "{mode}: {response}");
+        assert_eq!(result_text(&response), "slept 1500 ms", "{mode}");
+        assert!(legacy.event().await.is_none(), "{mode}: the stream went on");
+        let status = proxy.wait_exit().await;
+        assert!(status.success(), "{mode}: {status:?}");
+    }
+}

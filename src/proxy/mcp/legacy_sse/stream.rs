@@ -1,16 +1,24 @@
 //! `GET .../sse`: a new legacy session and its stream — the `endpoint`
 //! event, then every message for the client.
 //!
-//! Invariant: the stream's body owns [`EndOnDrop`], so the session, its
-//! entry in the router's stream table and (session mode) its process end
-//! when the body goes, however it goes; and the body ends when the session
-//! does (its server-message channel closes on `Session::end`), so a session
-//! ended elsewhere (eviction, process exit, shutdown) closes its stream.
+//! Invariants:
+//! - the stream's body owns [`EndOnDrop`], so the session, its entry in the
+//!   router's stream table and (session mode) its process end when the body
+//!   goes, however it goes;
+//! - the body ends when the session does, or shutdown starts (either closes
+//!   its server-message channel: `Session::end`, `Sessions::close_streams`),
+//!   but only after the answers of the requests still running: it then
+//!   gives up its table entry, so the outbox closes once the last request's
+//!   task has put its answer there;
+//! - it ends after `--session-idle-timeout` with nothing sent *and* no
+//!   request running, as an idle Streamable HTTP session does (a long tool
+//!   call is not idleness).
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::extract::OriginalUri;
 use axum::http::{HeaderMap, HeaderValue};
@@ -19,10 +27,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt as _};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
 
 use super::{Legacy, MESSAGES_PATH, SESSION_QUERY, SSE_PATH, Shared};
 use crate::config::Mode;
-use crate::listener::idle_bounded;
+use crate::listener::StreamSlot;
 use crate::metrics::{METHOD_GET_STREAM, Outcome};
 use crate::proxy::mcp::calls::raw;
 use crate::proxy::mcp::record::{Reply, respond};
@@ -87,16 +96,17 @@ async fn open_stream(
     legacy.streams().insert(id, outbox_tx);
     st.sessions.insert(session);
     tracing::debug!(session = ?id, "legacy SSE session opened");
+    let idle = st.config.session_idle_timeout;
     let body = LegacyStream {
         endpoint: Some(endpoint_url(path, &id)),
         outbox,
-        server,
-        _end: end,
+        server: Some(server),
+        idle,
+        deadline: Box::pin(tokio::time::sleep(idle)),
+        end,
+        _slot: slot,
     };
-    // The stream is the session: it ends after `--session-idle-timeout`
-    // with nothing sent, as an idle Streamable HTTP session does.
-    let events =
-        idle_bounded(body, st.config.session_idle_timeout, slot).map(Ok::<Event, Infallible>);
+    let events = body.map(Ok::<Event, Infallible>);
     let sse = Sse::new(events);
     let mut response = match st.config.sse_keep_alive {
         Some(every) => sse
@@ -127,6 +137,16 @@ struct EndOnDrop {
     id: SessionId,
 }
 
+impl EndOnDrop {
+    /// Takes the session out of the stream table: no POST finds its outbox
+    /// any more, whose senders are then only the requests still running.
+    fn release_outbox(&self) {
+        if let Some(legacy) = self.legacy.upgrade() {
+            legacy.streams().remove(&self.id);
+        }
+    }
+}
+
 impl Drop for EndOnDrop {
     fn drop(&mut self) {
         let Some(legacy) = self.legacy.upgrade() else {
@@ -150,12 +170,23 @@ impl Drop for EndOnDrop {
 /// The body of a legacy stream: the `endpoint` event, then messages — the
 /// answers to POSTs and what the server sends during them (`outbox`), and
 /// in session mode what the process sends on its own (`server`) — until
-/// the session ends.
+/// the session ends (see the module invariants).
 struct LegacyStream {
     endpoint: Option<String>,
     outbox: mpsc::Receiver<Value>,
-    server: mpsc::Receiver<Value>,
-    _end: EndOnDrop,
+    /// `None` once the session ended or shutdown began: draining.
+    server: Option<mpsc::Receiver<Value>>,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+    end: EndOnDrop,
+    _slot: StreamSlot,
+}
+
+impl LegacyStream {
+    fn sent(&mut self, event: Event) -> Poll<Option<Event>> {
+        self.deadline.as_mut().reset(Instant::now() + self.idle);
+        Poll::Ready(Some(event))
+    }
 }
 
 impl Stream for LegacyStream {
@@ -164,15 +195,39 @@ impl Stream for LegacyStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         let this = self.get_mut();
         if let Some(url) = this.endpoint.take() {
-            return Poll::Ready(Some(Event::default().event("endpoint").data(url)));
+            return this.sent(Event::default().event("endpoint").data(url));
         }
-        if let Poll::Ready(Some(message)) = this.outbox.poll_recv(cx) {
-            return Poll::Ready(Some(message_event(&message)));
+        match this.outbox.poll_recv(cx) {
+            Poll::Ready(Some(message)) => return this.sent(message_event(&message)),
+            // Draining, and the last running request has answered.
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
         }
-        // `None` once the session ended (`Session::end` drops the sender).
-        this.server
-            .poll_recv(cx)
-            .map(|message| message.map(|m| message_event(&m)))
+        if let Some(server) = this.server.as_mut() {
+            match server.poll_recv(cx) {
+                Poll::Ready(Some(message)) => return this.sent(message_event(&message)),
+                Poll::Ready(None) => {
+                    this.server = None;
+                    this.end.release_outbox();
+                    // Polled again at once: the outbox may have closed now.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Pending => {}
+            }
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            // The table's sender, and one per request running: busy.
+            let running = this.outbox.sender_strong_count() > 1;
+            if this.server.is_some() && !running {
+                tracing::debug!(session = ?this.end.id, "legacy SSE stream idle: ending its session");
+                return Poll::Ready(None);
+            }
+            this.deadline.as_mut().reset(Instant::now() + this.idle);
+            // Registers the waker for the new deadline.
+            let _ = this.deadline.as_mut().poll(cx);
+        }
+        Poll::Pending
     }
 }
 
