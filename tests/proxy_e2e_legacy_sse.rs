@@ -342,6 +342,19 @@ async fn an_unknown_or_missing_session_is_refused() {
         let legacy = Legacy::open(&proxy, None).await;
         let live = post(&legacy.endpoint).send().await;
         assert_eq!(live.status, StatusCode::ACCEPTED, "{mode}");
+        // Each route takes its one method.
+        let get_messages = Req::new(proxy.addr, Method::GET, &legacy.endpoint)
+            .send()
+            .await;
+        assert_eq!(
+            get_messages.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{mode}"
+        );
+        assert_eq!(get_messages.header("allow"), Some("POST"), "{mode}");
+        let post_sse = post("/sse").send().await;
+        assert_eq!(post_sse.status, StatusCode::METHOD_NOT_ALLOWED, "{mode}");
+        assert_eq!(post_sse.header("allow"), Some("GET"), "{mode}");
     }
 }
 
@@ -455,5 +468,87 @@ async fn shutdown_lets_a_running_call_answer_on_the_stream_then_ends_it() {
         assert!(legacy.event().await.is_none(), "{mode}: the stream went on");
         let status = proxy.wait_exit().await;
         assert!(status.success(), "{mode}: {status:?}");
+    }
+}
+
+/// The proxy's routes nested under a prefix, as a multi-server proxy mounts
+/// a server's (`/servers/<name>/`), driven in-process: the `endpoint` event
+/// must name the messages URL under that prefix, and POSTing there works.
+#[tokio::test]
+async fn nested_under_a_prefix_the_endpoint_names_the_prefixed_messages_url() {
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    for mode in MODES {
+        let config = stdiopool::config::Config::load_from([
+            "stdiopool",
+            "--mode",
+            mode,
+            "--pool-size",
+            "1",
+            "--",
+            e2e_support::FIXTURE,
+        ])
+        .unwrap();
+        let proxy = stdiopool::app::Proxy::start(config).await.unwrap();
+        let app = axum::Router::new().nest("/servers/fx", proxy.router());
+        let get = hyper::Request::get("/servers/fx/sse")
+            .header("host", "localhost")
+            .header("accept", "text/event-stream")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(get).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{mode}");
+        let mut body = response.into_body();
+        let mut text = String::new();
+        let mut next_event = async || loop {
+            if let Some(end) = text.find("\n\n") {
+                let event: String = text.drain(..end + 2).collect();
+                if event.contains("data:") {
+                    return event;
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout(LIMIT, body.frame())
+                .await
+                .expect("no event within the limit")
+                .expect("the stream ended")
+                .unwrap();
+            if let Ok(bytes) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        };
+        let endpoint_event = next_event().await;
+        let endpoint = endpoint_event
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap()
+            .to_owned();
+        assert!(
+            endpoint_event.starts_with("event: endpoint"),
+            "{endpoint_event}"
+        );
+        assert!(
+            endpoint.starts_with("/servers/fx/messages?session_id="),
+            "{mode}: {endpoint}"
+        );
+        let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": LEGACY_VERSION, "capabilities": {},
+            "clientInfo": {"name": "nested", "version": "0"}}});
+        let post = hyper::Request::post(endpoint.as_str())
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Body::from(initialize.to_string()))
+            .unwrap();
+        let accepted = app.clone().oneshot(post).await.unwrap();
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED, "{mode}");
+        let answer = next_event().await;
+        assert!(answer.contains("\"serverInfo\""), "{mode}: {answer}");
+        drop(body);
+        drop(app);
+        // A clean stop: every child reaped.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let report = proxy.serve(listener, async {}).await.unwrap();
+        assert_eq!(report.stops_left, 0, "{mode}");
     }
 }
