@@ -552,3 +552,44 @@ async fn nested_under_a_prefix_the_endpoint_names_the_prefixed_messages_url() {
         assert_eq!(report.stops_left, 0, "{mode}");
     }
 }
+
+/// Session mode, every process taken: a `GET /sse` waits for one; a client
+/// that gives up while it waits leaves no queue place, stream slot or
+/// session behind, and the next stream gets the freed process.
+#[tokio::test]
+async fn a_stream_abandoned_while_waiting_for_a_process_leaves_nothing() {
+    let proxy = ProxyProcess::start(
+        &[
+            "--mode",
+            "session",
+            "--pool-size",
+            "1",
+            "--session-eviction",
+            "off",
+            "--wait-timeout",
+            "60s",
+        ],
+        &[],
+    );
+    let mut first = Legacy::open(&proxy, None).await;
+    first.initialize(json!({})).await;
+    let waiting = tokio::spawn(sse_get(proxy.addr).try_open());
+    proxy
+        .wait_metrics("the second stream waits for a process", |m| {
+            m.get("stdiopool_pool_waiting") == 1.0 && m.get("stdiopool_get_streams_open") == 2.0
+        })
+        .await;
+    waiting.abort();
+    let _ = waiting.await;
+    proxy
+        .wait_metrics("the abandoned wait left nothing", |m| {
+            m.get("stdiopool_pool_waiting") == 0.0
+                && m.get("stdiopool_get_streams_open") == 1.0
+                && m.get("stdiopool_sessions") == 1.0
+        })
+        .await;
+    drop(first);
+    let mut next = Legacy::open(&proxy, None).await;
+    let result = next.initialize(json!({})).await;
+    assert_eq!(result["serverInfo"]["name"], "stdiopool-fixture");
+}

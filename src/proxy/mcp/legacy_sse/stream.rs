@@ -95,6 +95,12 @@ async fn open_stream(
     };
     legacy.streams().insert(id, outbox_tx);
     st.sessions.insert(session);
+    // Shutdown closes the streams of the sessions it finds; one published
+    // after that look would stay open for the whole grace period. Shutdown
+    // is flagged before the look, so this sees it (and `end` ends the session).
+    if st.shutdown.is_cancelled() {
+        return Err(ProxyError::ShuttingDown);
+    }
     tracing::debug!(session = ?id, "legacy SSE session opened");
     let idle = st.config.session_idle_timeout;
     let body = LegacyStream {
