@@ -295,12 +295,17 @@ async fn closing_the_stream_in_pooled_mode_cancels_what_is_in_flight() {
     drop(legacy);
     // The call is cancelled and its process goes back to the pool, long
     // before the tool would have finished.
-    let m = proxy
-        .wait_metrics("the session ended and the process came back", |m| {
-            m.get("stdiopool_sessions") == 0.0 && m.get("stdiopool_pool_in_use") == 0.0
-        })
+    // (The call is recorded a moment after its process is back.)
+    proxy
+        .wait_metrics(
+            "the session ended, the process came back, the call was cancelled",
+            |m| {
+                m.get("stdiopool_sessions") == 0.0
+                    && m.get("stdiopool_pool_in_use") == 0.0
+                    && m.requests("tools/call", "cancelled") == 1.0
+            },
+        )
         .await;
-    assert_eq!(m.requests("tools/call", "cancelled"), 1.0);
     // The server was told: the next client finds the cancellation there.
     let mcp = Mcp::connect(&proxy).await;
     let mut seen = false;
@@ -385,6 +390,12 @@ async fn the_token_is_required_on_both_routes() {
     let token = TempFile::new("legacy-sse-token");
     std::fs::write(&token.0, format!("{TOKEN}\n")).unwrap();
     let proxy = proxy("session", &["--auth-token-file", token.path()]);
+    // The warm spare is made (a process being made counts as in use).
+    proxy
+        .wait_metrics("the pool settled", |m| {
+            m.get("stdiopool_pool_idle") >= 1.0 && m.get("stdiopool_pool_in_use") == 0.0
+        })
+        .await;
     let none = sse_get(proxy.addr).send().await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED, "{}", none.text());
     let wrong = sse_get(proxy.addr)
