@@ -604,3 +604,46 @@ async fn a_stream_abandoned_while_waiting_for_a_process_leaves_nothing() {
     let result = next.initialize(json!({})).await;
     assert_eq!(result["serverInfo"]["name"], "stdiopool-fixture");
 }
+
+/// A POST is answered 202 before its request has a process; when none
+/// frees up within `--wait-timeout`, the refusal `/mcp` would answer with
+/// 503 comes on the stream as the request's JSON-RPC error.
+#[tokio::test]
+async fn no_free_process_is_answered_on_the_stream() {
+    let proxy = ProxyProcess::start(
+        &[
+            "--pool-size",
+            "1",
+            "--min-idle",
+            "1",
+            "--wait-timeout",
+            "1s",
+        ],
+        &[],
+    );
+    let mut busy = Legacy::open(&proxy, None).await;
+    busy.initialize(json!({})).await;
+    let slow = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "sleep", "arguments": {"ms": 8000}}});
+    assert_eq!(busy.post(&slow).await.status, StatusCode::ACCEPTED);
+    proxy.wait_for_log("sleep 8000 ms for request").await;
+    let mut late = Legacy::open(&proxy, None).await;
+    late.initialize(json!({})).await;
+    let (_, response) = late.call_tool("echo", json!({"message": "m"})).await;
+    assert_eq!(response["error"]["code"], -32000, "{response}");
+    let message = response["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no server process became free"),
+        "{response}"
+    );
+    let m = proxy.metrics().await;
+    assert_eq!(m.requests("tools/call", "unavailable"), 1.0);
+    // Closing the busy stream cancels its call and frees the process (and
+    // spares the proxy's stop below from draining the call).
+    drop(busy);
+    proxy
+        .wait_metrics("the slow call was cancelled", |m| {
+            m.get("stdiopool_pool_in_use") == 0.0
+        })
+        .await;
+}
