@@ -647,3 +647,29 @@ async fn no_free_process_is_answered_on_the_stream() {
         })
         .await;
 }
+
+/// `--path` at one of the legacy routes: the endpoint is served there and
+/// the legacy transport steps aside (two routes at one path would not start).
+#[tokio::test]
+async fn an_mcp_path_on_a_legacy_route_serves_the_endpoint_there_instead() {
+    for path in ["/sse", "/messages"] {
+        let proxy = proxy("pooled", &["--path", path]);
+        assert_eq!(proxy.path, path);
+        let mcp = Mcp::connect(&proxy).await;
+        assert!(mcp.pid().await > 0, "{path}");
+        proxy
+            .wait_for_log("the legacy transport is not served")
+            .await;
+        let other = if path == "/sse" { "/messages" } else { "/sse" };
+        let gone = sse_get(proxy.addr).send().await;
+        let elsewhere = Req::new(proxy.addr, Method::GET, other).send().await;
+        assert_eq!(elsewhere.status, StatusCode::NOT_FOUND, "{path}: {other}");
+        // At `/sse`, a GET is the endpoint's (pooled mode has no GET stream).
+        let want = if path == "/sse" {
+            StatusCode::METHOD_NOT_ALLOWED
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(gone.status, want, "{path}");
+    }
+}
