@@ -21,7 +21,10 @@
 # tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline, and in pooled
 # mode the suite's 2026-07-28 requirements (0.2.0-alpha.12) with conformance-baseline-2026.yml.
 # Last, the OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a
-# resource server of a real authorization server.
+# resource server of a real authorization server. Each client row also runs the SDKs' clients of
+# the legacy HTTP+SSE transport (2024-11-05) against the proxy's /sse: the Python SDK's
+# sse_client + ClientSession and the TypeScript SDK's SSEClientTransport (py_sse_client.py,
+# ts_sse_client.mjs), each also checking that closing the stream ends the session.
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -30,7 +33,8 @@
 # Knobs: INTEROP_POOL_SIZE (default 2; the client rows), INTEROP_CONFORMANCE_POOL_SIZE (the
 # suite's rows; default: none given, so the proxy's own default, the number of CPUs),
 # INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything, pooled/conformance,
-# pooled/oauth).
+# pooled/oauth); INTEROP_CLIENTS=sse to run, in the client rows, only the legacy SSE clients'
+# cells (and no conformance or OAuth row).
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -44,7 +48,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -281,6 +285,19 @@ client_cells() {
         "$node" "$here/ts2_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" --era "$era"
 }
 
+# legacy_sse_cells <server-label> <mode> <sse-url> <tool> <args> <expect> <extra flags...>: the
+# SDKs' clients of the legacy HTTP+SSE transport (2024-11-05) against the proxy's /sse.
+legacy_sse_cells() {
+    local server="$1" mode="$2" url="$3" tool="$4" args="$5" want="$6"
+    shift 6
+    local tag="${mode}-${server}"
+    run_cell "python sse_client (2024-11-05)" "$server" "$mode" 120 "$out/$tag-py-sse.log" \
+        "$py" "$here/py_sse_client.py" "$url" --tool "$tool" --args "$args" --expect "$want" "$@"
+    run_cell "typescript SSEClientTransport" "$server" "$mode" 120 "$out/$tag-ts-sse.log" \
+        "$node" "$here/ts_sse_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" "$@"
+}
+sse_only() { [[ "${INTEROP_CLIENTS:-}" == sse ]]; }
+
 everything_cmd=("$node" "$everything_js" stdio)
 time_cmd=("$dest/venv/bin/mcp-server-time" --local-timezone UTC)
 fixture_cmd=("$py" "$here/conformance_server.py")
@@ -382,8 +399,9 @@ else
                 continue
             fi
             url="http://127.0.0.1:$proxy_port/mcp"
-            client_cells "$label" "$mode" "$url" "${tool[@]}" "${extra[@]}"
-            if [[ "$mode" == session && "$server" == everything ]]; then
+            sse_only || client_cells "$label" "$mode" "$url" "${tool[@]}" "${extra[@]}"
+            legacy_sse_cells "$label" "$mode" "http://127.0.0.1:$proxy_port/sse" "${tool[@]}" "${extra[@]}"
+            if ! sse_only && [[ "$mode" == session && "$server" == everything ]]; then
                 # Clients that never DELETE (docs/PROXY.md, "Sessions under pressure"): 100 of
                 # them in a row on this small pool, then an evicted one that starts anew.
                 run_cell "typescript SDK, 100 sessions" "$label" "$mode" 600 "$out/$mode-$server-ts-sessions.log" \
@@ -393,7 +411,7 @@ else
             fi
             stop_cell "$label" "$mode" "$out/stop-$mode-$server.log"
         done
-        selected "$mode" conformance || continue
+        selected "$mode" conformance && ! sse_only || continue
         # The suite opens a fresh session per scenario (31) and never ends one (no DELETE), as a
         # user's clients would: at the default pool size, session mode must make room by ending
         # the sessions idle longest (session eviction, docs/PROXY.md), not by a bigger pool.
@@ -438,7 +456,7 @@ fi
 
 # OAuth: stdiopool as an OAuth resource server between a real authorization server
 # (oidc-provider) and the Python SDK's OAuth client (oauth_interop.sh, docs/DEPLOY.md).
-if ((!self_test)) && selected pooled oauth; then
+if ((!self_test)) && selected pooled oauth && ! sse_only; then
     run_cell "python OAuth client_credentials" "time + oidc-provider" pooled 300 "$out/pooled-oauth.log" \
         bash "$here/oauth_interop.sh" "$bin"
 fi
