@@ -95,7 +95,7 @@ impl McpState {
     /// to this instance; either way led by this instance's id.
     fn mint_session_id(&self, params: Option<&Value>) -> Result<SessionId, ProxyError> {
         match &self.signer {
-            Some(signer) => Ok(signer.mint(params)),
+            Some(signer) => Ok(signer.mint(params)?),
             None => Ok(SessionId::generate_for(&self.config.instance_id)?),
         }
     }

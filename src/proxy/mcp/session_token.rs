@@ -6,7 +6,8 @@
 //! What an id carries (JSON, base64url): the protocol version the client
 //! asked for, the client capabilities the proxy relays server requests by
 //! (`sampling`, `sampling.tools`, `elicitation`, `roots`: nothing else the
-//! proxy reads), and the issue time (seconds since the epoch; for audit: a
+//! proxy reads), 128 random bits (so each `initialize` is its own session),
+//! and the issue time (seconds since the epoch; for audit: a
 //! pooled session holds nothing, so it has no expiry; rotating the key ends
 //! every session, docs/DEPLOY.md "Revocation").
 //!
@@ -23,7 +24,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::proxy::transport::session_id::SessionId;
+use rand::TryRng;
+use rand::rngs::SysRng;
+
+use crate::proxy::transport::session_id::{SessionId, SessionIdError};
 use crate::values::{InstanceId, SessionKey};
 
 /// Domain separation: a MAC made for anything else never verifies here.
@@ -56,6 +60,10 @@ struct Claims {
     /// Issue time, seconds since the Unix epoch.
     #[serde(rename = "t")]
     issued_at: u64,
+    /// 128 random bits: two clients that initialize alike in the same
+    /// second are two sessions (their request ids must not meet).
+    #[serde(rename = "n")]
+    nonce: String,
 }
 
 impl SessionSigner {
@@ -67,8 +75,13 @@ impl SessionSigner {
     }
 
     /// A signed id for a client that initialized with `params`.
-    pub(crate) fn mint(&self, params: Option<&Value>) -> SessionId {
+    pub(crate) fn mint(&self, params: Option<&Value>) -> Result<SessionId, SessionIdError> {
+        let mut nonce = [0u8; 16];
+        SysRng
+            .try_fill_bytes(&mut nonce)
+            .map_err(|e| SessionIdError::new(e.to_string()))?;
         let claims = Claims {
+            nonce: URL_SAFE_NO_PAD.encode(nonce),
             version: params
                 .and_then(|p| p.get("protocolVersion"))
                 .and_then(Value::as_str)
@@ -82,11 +95,11 @@ impl SessionSigner {
         let json = serde_json::to_vec(&claims).unwrap_or_default();
         let payload = URL_SAFE_NO_PAD.encode(json);
         let tag = hmac::sign(&self.key, &message(self.instance.as_str(), &payload));
-        SessionId::signed(
+        Ok(SessionId::signed(
             &self.instance,
             &payload,
             &URL_SAFE_NO_PAD.encode(tag.as_ref()),
-        )
+        ))
     }
 
     /// The `initialize` params the session was made with, if `id` is a
@@ -160,7 +173,7 @@ mod tests {
 
     #[test]
     fn any_instance_with_the_key_accepts_and_restores_what_the_session_needs() {
-        let id = signer("k", "web-1").mint(Some(&params()));
+        let id = signer("k", "web-1").mint(Some(&params())).unwrap();
         assert!(id.is_signed() && id.owner() == "web-1");
         assert!(
             id.as_str().len() < 200,
@@ -177,15 +190,27 @@ mod tests {
         );
     }
 
+    /// Regression: ids once carried only the version, capabilities and the
+    /// second of issue, so clients that initialized alike in the same second
+    /// shared one session, and their request ids collided ("already in use"
+    /// in the scale-out test's concurrent load).
+    #[test]
+    fn clients_that_initialize_alike_at_once_get_distinct_sessions() {
+        let s = signer("k", "web-1");
+        let ids: std::collections::HashSet<SessionId> =
+            (0..100).map(|_| s.mint(Some(&params())).unwrap()).collect();
+        assert_eq!(ids.len(), 100);
+    }
+
     #[test]
     fn tampered_forged_and_foreign_key_ids_are_refused() {
         let mine = signer("k", "web-1");
-        let id = mine.mint(Some(&params()));
+        let id = mine.mint(Some(&params())).unwrap();
         let (instance, payload, mac) = id.signed_parts().unwrap();
         // Another deployment's key.
         assert!(signer("q", "web-1").verify(&id).is_none());
         // A payload granting more, with the old MAC.
-        let richer = URL_SAFE_NO_PAD.encode(br#"{"c":{"roots":{}},"t":0}"#);
+        let richer = URL_SAFE_NO_PAD.encode(br#"{"c":{"roots":{}},"t":0,"n":"x"}"#);
         let forged = SessionId::parse(&format!("{instance}.{richer}.{mac}")).unwrap();
         assert!(mine.verify(&forged).is_none());
         // The MAC covers the owner too.

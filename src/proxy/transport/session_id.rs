@@ -46,6 +46,13 @@ pub struct SessionId(Arc<str>);
 #[error("the operating system's random source failed: {0}")]
 pub struct SessionIdError(String);
 
+impl SessionIdError {
+    /// The random source's own error, as text.
+    pub(crate) fn new(reason: String) -> SessionIdError {
+        SessionIdError(reason)
+    }
+}
+
 /// The header value is not an id this proxy could have issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed session id")]
