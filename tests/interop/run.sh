@@ -20,8 +20,10 @@
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
 # tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline, and in pooled
 # mode the suite's 2026-07-28 requirements (0.2.0-alpha.12) with conformance-baseline-2026.yml.
-# Last, the OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a
-# resource server of a real authorization server.
+# Then the OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a
+# resource server of a real authorization server. Last, the scale-out rows (scaleout/scaleout.sh):
+# three instances behind real HAProxy and nginx (pooled: round robin with a shared session key,
+# and one instance stopped mid-load; session: nginx header routing, HAProxy learned stickiness).
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -30,7 +32,7 @@
 # Knobs: INTEROP_POOL_SIZE (default 2; the client rows), INTEROP_CONFORMANCE_POOL_SIZE (the
 # suite's rows; default: none given, so the proxy's own default, the number of CPUs),
 # INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything, pooled/conformance,
-# pooled/oauth).
+# pooled/oauth, pooled/scaleout-stop, session/scaleout-nginx).
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -44,7 +46,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -434,6 +436,25 @@ fi
 if ((!self_test)) && selected pooled oauth; then
     run_cell "python OAuth client_credentials" "time + oidc-provider" pooled 300 "$out/pooled-oauth.log" \
         bash "$here/oauth_interop.sh" "$bin"
+fi
+
+# Scale-out (tests/interop/scaleout/): three instances behind real HAProxy and nginx from the
+# Debian packages, driven by Python SDK sessions; one cell per balancer setup (docs/DEPLOY.md).
+if ((!self_test)); then
+    for case_name in pooled-haproxy pooled-nginx pooled-stop session-nginx session-haproxy; do
+        selected "${case_name%%-*}" "scaleout-${case_name#*-}" || continue
+        case "$case_name" in
+            pooled-haproxy) what="python SDK, 500 calls, round robin" ;;
+            pooled-nginx) what="python SDK, 500 calls, round robin" ;;
+            pooled-stop) what="python SDK, 1 of 3 stopped mid-load" ;;
+            session-nginx) what="python SDK, 60 sessions, header map" ;;
+            session-haproxy) what="python SDK, 60 sessions, learned stick" ;;
+        esac
+        balancer="haproxy"
+        [[ "$case_name" == *nginx ]] && balancer="nginx"
+        SCALEOUT_LOGS="$out/scaleout" run_cell "$what" "3 x stdiopool + $balancer" "${case_name%%-*}" 600 \
+            "$out/scaleout-$case_name.log" bash "$here/scaleout/scaleout.sh" "$bin" "$case_name"
+    done
 fi
 
 {

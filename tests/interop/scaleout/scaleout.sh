@@ -72,7 +72,7 @@ free_port() {
 # wait_http <url> <seconds>: until it answers 200.
 wait_http() {
     local deadline=$((SECONDS + $2))
-    until curl -fsS -o /dev/null --max-time 2 "$1"; do
+    until curl -fs -o /dev/null --max-time 2 "$1"; do
         ((SECONDS > deadline)) && return 1
         sleep 0.2
     done
@@ -119,6 +119,13 @@ case "$case_name" in
     session-nginx) balancer=nginx; template="$here/nginx-session.conf" ;;
     *) echo "scaleout: unknown case $case_name"; exit 2 ;;
 esac
+# docs/DEPLOY.md shows the tested files: it must quote this one verbatim.
+"$py" - "$template" "$root/docs/DEPLOY.md" <<'PY' || exit 1
+import sys
+conf, docs = (open(p).read() for p in sys.argv[1:3])
+if conf not in docs:
+    sys.exit(f"scaleout: docs/DEPLOY.md does not quote {sys.argv[1]} verbatim: update it")
+PY
 command -v "$balancer" >/dev/null || { echo "scaleout: $balancer is not installed (tests/interop/install.sh installs it)"; exit 1; }
 
 if [[ "$balancer" == haproxy ]]; then
