@@ -62,7 +62,7 @@ class Pooled:
         self.total = ns.sessions * ns.calls
         self.done = 0
         self.first_try_failed = 0
-        self.failed = 0
+        self.failed = 0  # calls never made: their session kept failing
         self.retried_ok = 0
         self.errors: list[str] = []
         self.stopped_at: int | None = None
@@ -121,7 +121,8 @@ class Pooled:
             for n in range(self.ns.sessions):
                 tg.start_soon(self.worker, n)
         took = time.monotonic() - start
-        ok = self.done - self.failed
+        # `done` counts calls answered correctly (at the first try or after retries).
+        ok = self.done
         loss = self.first_try_failed / max(self.total, 1)
         stop = f", SIGTERM to pid {self.ns.stop_pid} after {self.stopped_at} calls" if self.ns.stop_pid else ""
         summary = (
