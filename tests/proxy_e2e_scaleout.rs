@@ -112,11 +112,21 @@ async fn signed_pooled_ids_work_on_every_instance_with_the_key_and_nowhere_else(
         "foreign key: same body as unknown"
     );
 
-    // DELETE on an instance that never held the session: nothing to free, 200.
-    let deleted = req_on(&b, Method::DELETE, &session).send().await;
-    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text());
+    // DELETE on an instance that did not mint it: nothing to free, 200; that
+    // instance answers 404 for it from then on (DELETE included), while the
+    // others, which cannot know, still serve it (docs/DEPLOY.md, "Limits").
     let refused = req_on(&foreign, Method::DELETE, &session).send().await;
     assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let deleted = req_on(&b, Method::DELETE, &session).send().await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text());
+    let after = call_on(&b, &session, 20, "x").await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.text());
+    assert_eq!(after.json(), unknown.json());
+    let again = req_on(&b, Method::DELETE, &session).send().await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let elsewhere = call_on(&a, &session, 21, "still").await;
+    assert_eq!(elsewhere.status, StatusCode::OK, "{}", elsewhere.text());
+    assert_eq!(echoed(&elsewhere), "still");
 
     // The key is in no log line (debug level) and no metric.
     for proxy in [&a, &b, &foreign] {

@@ -109,7 +109,7 @@ impl McpState {
         if let Some(session) = self.sessions.get(id) {
             return Ok(session);
         }
-        if let Some(params) = self.signer.as_ref().and_then(|s| s.verify(id)) {
+        if let Some(params) = self.signer.as_ref().and_then(|s| s.verify_live(id)) {
             return Ok(self
                 .sessions
                 .adopt(Session::pooled(id.clone(), Some(params))));
@@ -346,9 +346,10 @@ fn local_answer(id: &Id, result: Value) -> Reply {
 }
 
 /// DELETE: ends the session (in session mode its process is destroyed).
-/// A signed id that verifies is ended here if this instance holds it, and
-/// is answered 200 either way: a pooled session holds nothing to free, and
-/// other instances keep accepting the id (docs/DEPLOY.md, "Revocation").
+/// A signed id that verifies is ended here if this instance holds it, is
+/// answered 200 either way (a pooled session holds nothing to free), and is
+/// refused here from then on; other instances keep accepting it
+/// (docs/DEPLOY.md, "Limits").
 async fn delete(State(st): Shared, del: McpDelete) -> Response {
     let ok = || {
         Ok(Reply::Done(
@@ -356,15 +357,10 @@ async fn delete(State(st): Shared, del: McpDelete) -> Response {
             Outcome::Ok,
         ))
     };
+    let signed = st.signer.as_ref().is_some_and(|s| s.delete(&del.session));
     let result = match st.sessions.remove(&del.session, EndReason::Delete) {
         Some(_) => ok(),
-        None if st
-            .signer
-            .as_ref()
-            .is_some_and(|s| s.verify(&del.session).is_some()) =>
-        {
-            ok()
-        }
+        None if signed => ok(),
         None => Err(st.not_found(&del.session)),
     };
     respond(METHOD_DELETE, result)

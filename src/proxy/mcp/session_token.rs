@@ -16,7 +16,12 @@
 //! verifies under the key (compared in constant time by aws-lc); every
 //! failure (shape, MAC, payload) is the same `None`, so forged, tampered and
 //! foreign-key ids get the same 404 as unknown ones; the key is never
-//! logged or printed (this type's `Debug` shows none of it).
+//! logged or printed (this type's `Debug` shows none of it). An id deleted
+//! on this instance is refused here afterwards (the newest
+//! [`DELETED_KEPT`] are remembered); other instances cannot know of it.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aws_lc_rs::hmac;
 use base64::Engine as _;
@@ -33,10 +38,23 @@ use crate::values::{InstanceId, SessionKey};
 /// Domain separation: a MAC made for anything else never verifies here.
 const CONTEXT: &[u8] = b"stdiopool session id v1\0";
 
+/// Signed ids this instance answered a DELETE for, remembered (the newest
+/// [`DELETED_KEPT`]) so this instance answers 404 for them from then on, as
+/// the spec asks of a terminated session. Other instances do not know: the
+/// revocation limit docs/DEPLOY.md states.
+pub(crate) const DELETED_KEPT: usize = 10_000;
+
 /// Mints and checks signed session ids.
 pub(crate) struct SessionSigner {
     key: hmac::Key,
     instance: InstanceId,
+    deleted: Mutex<Deleted>,
+}
+
+#[derive(Default)]
+struct Deleted {
+    ids: HashSet<SessionId>,
+    order: VecDeque<SessionId>,
 }
 
 impl std::fmt::Debug for SessionSigner {
@@ -71,6 +89,7 @@ impl SessionSigner {
         SessionSigner {
             key: hmac::Key::new(hmac::HMAC_SHA256, key.expose()),
             instance,
+            deleted: Mutex::new(Deleted::default()),
         }
     }
 
@@ -100,6 +119,37 @@ impl SessionSigner {
             &payload,
             &URL_SAFE_NO_PAD.encode(tag.as_ref()),
         ))
+    }
+
+    /// As [`SessionSigner::verify`], and `None` for an id deleted here.
+    pub(crate) fn verify_live(&self, id: &SessionId) -> Option<Value> {
+        if self.lock_deleted().ids.contains(id) {
+            return None;
+        }
+        self.verify(id)
+    }
+
+    /// A DELETE of `id` reached this instance: whether `id` is a live
+    /// signed id (then it is answered 404 here from now on, this DELETE
+    /// included if repeated).
+    pub(crate) fn delete(&self, id: &SessionId) -> bool {
+        if self.verify_live(id).is_none() {
+            return false;
+        }
+        let mut deleted = self.lock_deleted();
+        if deleted.ids.insert(id.clone()) {
+            deleted.order.push_back(id.clone());
+            if deleted.order.len() > DELETED_KEPT
+                && let Some(oldest) = deleted.order.pop_front()
+            {
+                deleted.ids.remove(&oldest);
+            }
+        }
+        true
+    }
+
+    fn lock_deleted(&self) -> MutexGuard<'_, Deleted> {
+        self.deleted.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The `initialize` params the session was made with, if `id` is a
@@ -228,6 +278,24 @@ mod tests {
         let local = SessionId::generate().unwrap();
         assert!(mine.verify(&local).is_none());
         assert!(mine.verify(&id).is_some());
+    }
+
+    #[test]
+    fn a_deleted_id_is_refused_here_and_only_the_newest_deletions_are_kept() {
+        let s = signer("k", "web-1");
+        let first = s.mint(None).unwrap();
+        assert!(s.delete(&first));
+        assert!(s.verify_live(&first).is_none());
+        assert!(!s.delete(&first), "a second DELETE finds it gone");
+        assert!(s.verify(&first).is_some(), "still a valid signature");
+        assert!(
+            !s.delete(&SessionId::generate().unwrap()),
+            "not a signed id"
+        );
+        for _ in 0..DELETED_KEPT {
+            assert!(s.delete(&s.mint(None).unwrap()));
+        }
+        assert!(s.verify_live(&first).is_some(), "forgotten: bounded memory");
     }
 
     #[test]
