@@ -236,3 +236,43 @@ async fn the_session_key_file_is_checked_at_start_up() {
         }
     }
 }
+
+#[test]
+fn the_scale_out_options_come_from_the_command_line_or_the_file_with_defaults_otherwise() {
+    use stdiopool::config::Config;
+    let dir = std::env::temp_dir().join(format!("stdiopool-scaleout-conf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("session.key"), format!("{KEY}\n")).unwrap();
+    let origin = dir.join("stdiopool.toml");
+    let file =
+        "drain_delay = \"12s\"\ninstance_id = \"web-9\"\nsession_key_file = \"session.key\"\n";
+    let from_file = Config::load_from_with_file(["stdiopool", "--demo"], file, &origin).unwrap();
+    assert_eq!(from_file.drain_delay, std::time::Duration::from_secs(12));
+    assert_eq!(from_file.instance_id.as_str(), "web-9");
+    // Relative to the file, read and trimmed; shown by length only.
+    let key = from_file.session_key.as_ref().unwrap();
+    assert_eq!(key.expose(), KEY.as_bytes());
+    assert!(!format!("{from_file:?}").contains(KEY));
+
+    let cli = Config::load_from_with_file(
+        [
+            "stdiopool",
+            "--demo",
+            "--drain-delay",
+            "0",
+            "--instance-id",
+            "web-1",
+        ],
+        file,
+        &origin,
+    )
+    .unwrap();
+    assert_eq!(cli.drain_delay, std::time::Duration::ZERO);
+    assert_eq!(cli.instance_id.as_str(), "web-1");
+
+    let defaults = Config::load_from(["stdiopool", "--demo"]).unwrap();
+    assert_eq!(defaults.drain_delay, std::time::Duration::from_secs(5));
+    assert!(defaults.session_key.is_none());
+    assert!(!defaults.instance_id.as_str().is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
