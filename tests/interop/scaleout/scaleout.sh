@@ -11,6 +11,8 @@
 #   pooled-stop      pooled-haproxy while one instance gets SIGTERM mid-load (it turns /readyz
 #                    503 for --drain-delay, HAProxy takes it out, then it drains and exits 0):
 #                    at most 0.1 % of 3000 calls fail on their first try, none after a retry
+#   pooled-stop-nginx  the same through nginx round robin (no health checks: a refused
+#                    connection goes to the next instance)
 #   session-nginx    session mode, nginx routing on the Mcp-Session-Id prefix (nginx-session.conf)
 #   session-haproxy  session mode, HAProxy learning stickiness from the response header
 #                    (haproxy-session.cfg)
@@ -115,7 +117,7 @@ render() { # render <template> <out>: the example addresses -> this run's loopba
 case "$case_name" in
     pooled-haproxy | pooled-stop) balancer=haproxy; template="$here/haproxy-pooled.cfg" ;;
     session-haproxy) balancer=haproxy; template="$here/haproxy-session.cfg" ;;
-    pooled-nginx) balancer=nginx; template="$here/nginx-pooled.conf" ;;
+    pooled-nginx | pooled-stop-nginx) balancer=nginx; template="$here/nginx-pooled.conf" ;;
     session-nginx) balancer=nginx; template="$here/nginx-session.conf" ;;
     *) echo "scaleout: unknown case $case_name"; exit 2 ;;
 esac
@@ -171,7 +173,7 @@ case "$case_name" in
     pooled-haproxy | pooled-nginx)
         timeout --kill-after=5 300 "$py" "$here/driver.py" pooled "$url" --sessions 10 --calls 50 || rc=1
         ;;
-    pooled-stop)
+    pooled-stop | pooled-stop-nginx)
         timeout --kill-after=5 300 "$py" "$here/driver.py" pooled "$url" --sessions 20 --calls 150 \
             --stop-pid "${inst_pids[1]}" --stop-after 400 --max-first-try-loss 0.001 || rc=1
         # The stopped instance drained and exited 0 (it was stopped mid-load, not killed).
