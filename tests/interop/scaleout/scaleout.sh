@@ -171,11 +171,11 @@ echo "scaleout: $case_name: 3 instances on ports ${ports[*]}, $balancer on $lb_p
 rc=0
 case "$case_name" in
     pooled-haproxy | pooled-nginx)
-        timeout --kill-after=5 300 "$py" "$here/driver.py" pooled "$url" --sessions 10 --calls 50 || rc=1
+        timeout --kill-after=5 300 "$py" "$here/driver.py" pooled "$url" --sessions 10 --calls 50 | tee -a "$tmp/driver.out" || rc=1
         ;;
     pooled-stop | pooled-stop-nginx)
         timeout --kill-after=5 300 "$py" "$here/driver.py" pooled "$url" --sessions 20 --calls 150 \
-            --stop-pid "${inst_pids[1]}" --stop-after 400 --max-first-try-loss 0.001 || rc=1
+            --stop-pid "${inst_pids[1]}" --stop-after 400 --max-first-try-loss 0.001 | tee -a "$tmp/driver.out" || rc=1
         # The stopped instance drained and exited 0 (it was stopped mid-load, not killed).
         waited=0
         while kill -0 "${inst_pids[1]}" 2>/dev/null && ((waited < 300)); do sleep 0.1; waited=$((waited + 1)); done
@@ -192,7 +192,7 @@ case "$case_name" in
         fi
         ;;
     session-nginx | session-haproxy)
-        timeout --kill-after=5 300 "$py" "$here/driver.py" session "$url" --sessions 60 --concurrency 10 || rc=1
+        timeout --kill-after=5 300 "$py" "$here/driver.py" session "$url" --sessions 60 --concurrency 10 | tee -a "$tmp/driver.out" || rc=1
         # Every DELETE reached its owner: no instance holds a session or a process for one.
         ended=0
         for i in 0 1 2; do
@@ -211,6 +211,7 @@ case "$case_name" in
             echo "scaleout: $ended sessions ended by DELETE across the instances, want 60"
             rc=1
         fi
+        after="; then /metrics: $ended sessions ended by DELETE, none held"
         ;;
 esac
 
@@ -232,9 +233,11 @@ for i in 0 1 2; do
         rc=1
     fi
 done
+# The driver's verdict ends the output: run.sh shows the last line as the cell's detail.
+summary="$(grep '^driver' "$tmp/driver.out" 2>/dev/null | tail -n 1 | sed 's/^driver [a-z]* [a-zA-Z]*: //')${after:-}"
 if ((rc == 0)); then
-    echo "scaleout: $case_name passed (3 instances behind $balancer, stopped cleanly)"
+    echo "scaleout: $case_name passed (3 instances behind $balancer, stopped cleanly): $summary"
 else
-    echo "scaleout: $case_name FAILED"
+    echo "scaleout: $case_name FAILED: ${summary:-see above}"
 fi
 exit "$rc"
