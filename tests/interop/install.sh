@@ -57,11 +57,22 @@ if ((${#missing[@]})); then
     else
         echo "interop: installing ${missing[*]} from the Debian packages"
         export DEBIAN_FRONTEND=noninteractive
+        # Debian starts a packaged service on install (nginx on :80); the row runs its own
+        # instances, so forbid that for the install (policy-rc.d, the Debian way), unless a
+        # policy is already in place (containers have one).
+        policy=/usr/sbin/policy-rc.d
+        own_policy=0
+        if [[ ! -e "$policy" ]]; then
+            printf '#!/bin/sh\n# stdiopool tests/interop/install.sh: no service starts during its install\nexit 101\n' >"$policy"
+            chmod 755 "$policy"
+            own_policy=1
+        fi
         if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
             # A clean machine has no package lists yet.
             apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
                 || echo "interop: apt-get could not install ${missing[*]}: the scale-out row will fail"
         fi
+        if ((own_policy)); then rm -f "$policy"; fi
     fi
 fi
 
