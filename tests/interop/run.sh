@@ -441,7 +441,7 @@ fi
 # Scale-out (tests/interop/scaleout/): three instances behind real HAProxy and nginx from the
 # Debian packages, driven by Python SDK sessions; one cell per balancer setup (docs/DEPLOY.md).
 if ((!self_test)); then
-    for case_name in pooled-haproxy pooled-nginx pooled-stop pooled-stop-nginx session-nginx session-haproxy; do
+    for case_name in pooled-haproxy pooled-nginx pooled-stop pooled-stop-nginx session-nginx session-haproxy session-haproxy-prefix; do
         selected "${case_name%%-*}" "scaleout-${case_name#*-}" || continue
         case "$case_name" in
             pooled-haproxy) what="python SDK, 500 calls, round robin" ;;
@@ -449,6 +449,7 @@ if ((!self_test)); then
             pooled-stop | pooled-stop-nginx) what="python SDK, 1 of 3 stopped mid-load" ;;
             session-nginx) what="python SDK, 60 sessions, header map" ;;
             session-haproxy) what="python SDK, 60 sessions, learned stick" ;;
+            session-haproxy-prefix) what="python SDK, 60 sessions, use-server" ;;
         esac
         balancer="haproxy"
         [[ "$case_name" == *nginx ]] && balancer="nginx"

@@ -16,7 +16,9 @@
 #   session-nginx    session mode, nginx routing on the Mcp-Session-Id prefix (nginx-session.conf)
 #   session-haproxy  session mode, HAProxy learning stickiness from the response header
 #                    (haproxy-session.cfg)
-#                    both: 60/60 SDK sessions, every DELETE answered 200 by the owner, and then
+#   session-haproxy-prefix  session mode, HAProxy `use-server` on the Mcp-Session-Id prefix
+#                    (haproxy-session-prefix.cfg)
+#                    all three: 60/60 SDK sessions, every DELETE answered 200 by the owner, and then
 #                    the instances' /metrics show no session and no process held
 #
 # The balancer config is the file in this directory, as docs/DEPLOY.md shows it, with its
@@ -85,12 +87,16 @@ declare -a ports=() inst_pids=()
 key="$tmp/session.key"
 "$py" -c 'import secrets; print(secrets.token_urlsafe(48))' >"$key"
 chmod 600 "$key"
+# Session mode drains longer: its cells check that a draining instance still serves its own
+# sessions once the balancer has stopped sending it new ones.
+drain=3s
+[[ "$mode" == session ]] && drain=15s
 for i in 1 2 3; do
     port="$(free_port)"
     extra=()
     [[ "$mode" == pooled ]] && extra=(--session-key-file "$key")
     "$bin" --listen "127.0.0.1:$port" --mode "$mode" --instance-id "web-$i" --pool-size 4 --min-idle 1 \
-        --drain-delay 3s --log-filter "${SCALEOUT_LOG_FILTER:-info}" "${extra[@]}" -- "$fixture" >"$tmp/web-$i.log" 2>&1 &
+        --drain-delay "$drain" --log-filter "${SCALEOUT_LOG_FILTER:-info}" "${extra[@]}" -- "$fixture" >"$tmp/web-$i.log" 2>&1 &
     pids+=($!)
     inst_pids+=($!)
     ports+=("$port")
@@ -117,6 +123,7 @@ render() { # render <template> <out>: the example addresses -> this run's loopba
 case "$case_name" in
     pooled-haproxy | pooled-stop) balancer=haproxy; template="$here/haproxy-pooled.cfg" ;;
     session-haproxy) balancer=haproxy; template="$here/haproxy-session.cfg" ;;
+    session-haproxy-prefix) balancer=haproxy; template="$here/haproxy-session-prefix.cfg" ;;
     pooled-nginx | pooled-stop-nginx) balancer=nginx; template="$here/nginx-pooled.conf" ;;
     session-nginx) balancer=nginx; template="$here/nginx-session.conf" ;;
     *) echo "scaleout: unknown case $case_name"; exit 2 ;;
@@ -191,7 +198,7 @@ case "$case_name" in
             rc=1
         fi
         ;;
-    session-nginx | session-haproxy)
+    session-nginx | session-haproxy | session-haproxy-prefix)
         timeout --kill-after=5 300 "$py" "$here/driver.py" session "$url" --sessions 60 --concurrency 10 | tee -a "$tmp/driver.out" || rc=1
         # Every DELETE reached its owner: no instance holds a session or a process for one.
         ended=0
@@ -212,22 +219,55 @@ case "$case_name" in
             rc=1
         fi
         after="; then /metrics: $ended sessions ended by DELETE, none held"
+        # Draining: SIGTERM the owner of a new session; once its /readyz is 503 (and HAProxy,
+        # which health-checks it, has marked it DOWN), a request of that session must still
+        # reach it and be served, not go to another instance (404 naming the owner).
+        hdrs=(-H 'accept: application/json, text/event-stream' -H 'content-type: application/json')
+        init='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"scaleout","version":"1"}}}'
+        sid="$(curl -fsS --max-time 10 -D - -o /dev/null "${hdrs[@]}" "$url" -d "$init" | tr -d '\r' | awk 'tolower($1) == "mcp-session-id:" {print $2}')"
+        owner="${sid%%.*}"
+        n="${owner#web-}"
+        if [[ -z "$sid" || ! "$n" =~ ^[123]$ ]]; then
+            echo "scaleout: drain check: no session id from initialize (got '$sid')"
+            rc=1
+        else
+            kill -TERM "${inst_pids[$((n - 1))]}"
+            deadline=$((SECONDS + 10))
+            until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:${ports[$((n - 1))]}/readyz")" == 503 ]] || ((SECONDS > deadline)); do sleep 0.1; done
+            if [[ "$balancer" == haproxy ]]; then
+                until grep -q "stdiopool/$owner is DOWN" "$tmp/haproxy.log" || ((SECONDS > deadline)); do sleep 0.1; done
+                grep -q "stdiopool/$owner is DOWN" "$tmp/haproxy.log" || { echo "scaleout: drain check: HAProxy never marked $owner DOWN"; rc=1; }
+            fi
+            reply="$(curl -sS --max-time 10 -w ' %{http_code}' "${hdrs[@]}" -H "mcp-session-id: $sid" \
+                -H 'mcp-protocol-version: 2025-11-25' "$url" -d '{"jsonrpc":"2.0","id":1,"method":"ping"}')"
+            if [[ "$reply" == *'"result":{}'*' 200' ]]; then
+                after+="; a session of draining $owner still served"
+            else
+                echo "scaleout: drain check: a request of a session of draining $owner got: $reply"
+                rc=1
+            fi
+        fi
         ;;
 esac
 
 # Every instance still running stops cleanly: SIGTERM (a --drain-delay of 503s, then the
 # drain), exit 0, none of its children left.
+declare -a kids=()
 for i in 0 1 2; do
     p="${inst_pids[$i]}"
+    kids[i]=""
     kill -0 "$p" 2>/dev/null || continue
-    kids="$(pgrep -P "$p" | tr '\n' ' ')"
+    kids[i]="$(pgrep -P "$p" | tr '\n' ' ')"
     kill -TERM "$p"
+done
+for i in 0 1 2; do
+    p="${inst_pids[$i]}"
     waited=0
-    while kill -0 "$p" 2>/dev/null && ((waited < 300)); do sleep 0.1; waited=$((waited + 1)); done
+    while kill -0 "$p" 2>/dev/null && ((waited < 400)); do sleep 0.1; waited=$((waited + 1)); done
     wait "$p"
     prc=$?
     left=""
-    for k in $kids; do kill -0 "$k" 2>/dev/null && left+="$k "; done
+    for k in ${kids[i]}; do kill -0 "$k" 2>/dev/null && left+="$k "; done
     if ((prc != 0)) || [[ -n "$left" ]]; then
         echo "scaleout: web-$((i + 1)) exited $prc after SIGTERM, children left: ${left:-none}"
         rc=1
