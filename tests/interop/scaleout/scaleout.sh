@@ -19,7 +19,9 @@
 #   session-haproxy-prefix  session mode, HAProxy `use-server` on the Mcp-Session-Id prefix
 #                    (haproxy-session-prefix.cfg)
 #                    all three: 60/60 SDK sessions, every DELETE answered 200 by the owner, and then
-#                    the instances' /metrics show no session and no process held
+#                    the instances' /metrics show no session and no process held; then a session's
+#                    owner gets SIGTERM and, while it drains (/readyz 503, HAProxy: DOWN), the
+#                    session's requests still reach it
 #
 # The balancer config is the file in this directory, as docs/DEPLOY.md shows it, with its
 # example addresses (10.0.0.1x:8080, port 80) rewritten to free 127.0.0.1 ports in a temp dir.
