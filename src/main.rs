@@ -104,7 +104,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "could not print the banner on stdout");
         }
     }
-    let report = proxy.serve(listener, shutdown_signal()).await?;
+    let stop = stdiopool::app::stop_on_signal(proxy.drain(), banner_config.drain_delay);
+    let report = proxy.serve(listener, stop).await?;
     if report.stops_left > 0 {
         tracing::warn!(
             stops_left = report.stops_left,
@@ -112,23 +113,4 @@ async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

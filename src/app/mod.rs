@@ -7,14 +7,17 @@
 //!
 //! Start-up fails loudly: a command that cannot start or exits before its
 //! handshake stops the proxy with that reason (docs/PROXY.md). Shutdown is
-//! ordered: stop accepting, end sessions, drain in-flight requests for up to
+//! ordered: on SIGTERM, `/readyz` 503 for `--drain-delay` while still
+//! serving ([`drain`]); then stop accepting, end sessions, drain in-flight requests for up to
 //! `shutdown_grace`, close the pool, then wait for every child's stop
 //! sequence, so the process exits leaving no child, grandchild or zombie.
 
+mod drain;
 mod observe;
 pub mod operator;
 mod wiring;
 
+pub use drain::{Drain, stop_on_signal};
 pub use wiring::{DemoServer, RUN_FIXTURE_ENV, process_spec};
 
 use std::future::Future;
@@ -32,7 +35,7 @@ use crate::listener::{FdBudgetError, ListenerPlan};
 use crate::metrics::Metrics;
 use crate::pool::{Manager, Pool};
 use crate::proxy::mcp::record::record_requests;
-use crate::proxy::mcp::{McpState, Sessions, mcp_router};
+use crate::proxy::mcp::{McpState, SessionSigner, Sessions, mcp_router};
 use crate::proxy::ops::{OpsState, ops_router};
 use crate::proxy::transport::oauth::TokenVerifier;
 use crate::proxy::transport::oauth::metadata::metadata_router;
@@ -138,6 +141,11 @@ impl Proxy {
             initialize_result,
             parked: Arc::default(),
             tool_catalog: Arc::default(),
+            signer: config
+                .session_key
+                .as_ref()
+                .map(|key| SessionSigner::new(key, config.instance_id.clone())),
+            draining: CancellationToken::new(),
         });
         metrics.set_source(Arc::new(metrics_source(
             Arc::downgrade(&state),
@@ -163,6 +171,12 @@ impl Proxy {
     /// The process accounting (spawned, exited, live children).
     pub fn accounting(&self) -> &Arc<Accounting> {
         &self.accounting
+    }
+
+    /// The switch that turns `/readyz` to 503 before the drain
+    /// ([`stop_on_signal`]; `--drain-delay`).
+    pub fn drain(&self) -> Drain {
+        Drain(self.state.draining.clone())
     }
 
     /// The routes, for tests that drive the proxy without a socket.

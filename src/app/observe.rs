@@ -34,6 +34,9 @@ pub(super) fn readiness(state: &Weak<McpState>) -> Result<(), String> {
     if state.shutdown.is_cancelled() {
         return Err("shutting down".into());
     }
+    if state.draining.is_cancelled() {
+        return Err("draining: stopping soon (SIGTERM); requests are still served".into());
+    }
     let status = state.pool.status();
     if status.closed {
         return Err("the pool is closed".into());

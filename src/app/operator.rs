@@ -121,6 +121,15 @@ pub fn banner(
         "none".to_owned()
     };
     lines.push(format!("authentication: {auth}"));
+    let ids = if config.session_key.is_some() {
+        "signed with --session-key-file: any instance with the key accepts them"
+    } else {
+        "valid on this instance only"
+    };
+    lines.push(format!(
+        "instance: {} (session ids {ids})",
+        config.instance_id
+    ));
     let ops = client_urls(listen, "", interfaces)
         .into_iter()
         .next()
@@ -185,6 +194,25 @@ mod tests {
         );
         assert!(b.contains("authentication: none"), "{b}");
         assert!(b.contains("health: http://127.0.0.1:8080/healthz"), "{b}");
+    }
+
+    #[test]
+    fn the_banner_names_the_instance_and_never_the_session_key() {
+        let c = config(&["--instance-id", "web-7"]);
+        let b = banner(&c, c.listen, "fixture", &[]);
+        assert!(
+            b.contains("instance: web-7 (session ids valid on this instance only)"),
+            "{b}"
+        );
+        let key = "banner-test-key-that-must-never-be-shown-0123";
+        let mut signed = c.clone();
+        signed.session_key = Some(crate::values::SessionKey::from_file_contents(key).unwrap());
+        let b = banner(&signed, signed.listen, "fixture", &[]);
+        assert!(b.contains("signed with --session-key-file"), "{b}");
+        assert!(
+            !b.contains(key) && !format!("{signed:?}").contains(key),
+            "{b}"
+        );
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub(super) struct FileConfig {
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) shutdown_grace: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
+    pub(super) drain_delay: Option<Duration>,
+    pub(super) instance_id: Option<String>,
+    pub(super) session_key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_duration")]
     pub(super) stop_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_optional_duration")]
     pub(super) sse_keep_alive: Option<OptionalDuration>,
@@ -144,7 +148,7 @@ impl FileConfig {
         Self::parse(&text, path)
     }
 
-    /// Parses `text`; relative `cwd`, `auth_token_file` and `oauth_jwks_file` are taken relative
+    /// Parses `text`; relative `cwd`, `auth_token_file`, `oauth_jwks_file` and `session_key_file` are taken relative
     /// to the directory of `path`, so a file works wherever it is run from.
     pub(super) fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
         let mut file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::ParseFile {
@@ -156,6 +160,7 @@ impl FileConfig {
             &mut file.cwd,
             &mut file.auth_token_file,
             &mut file.oauth_jwks_file,
+            &mut file.session_key_file,
         ] {
             if let Some(p) = slot.as_mut()
                 && p.is_relative()

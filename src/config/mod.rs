@@ -32,8 +32,9 @@ use clap::{CommandFactory, FromArgMatches, ValueEnum};
 use serde::Deserialize;
 
 use crate::values::{
-    AllowedHost, AllowedOrigin, BadToken, BadUrl, BearerToken, OAuthSettings, OriginRuleError,
-    ProtocolVersion, PublicUrl, UnsupportedVersion,
+    AllowedHost, AllowedOrigin, BadInstanceId, BadSessionKey, BadToken, BadUrl, BearerToken,
+    InstanceId, OAuthSettings, OriginRuleError, ProtocolVersion, PublicUrl, SessionKey,
+    UnsupportedVersion,
 };
 use file::FileConfig;
 
@@ -164,6 +165,12 @@ pub struct Config {
     pub protocol_version: ProtocolVersion,
     /// Bounds on client connections and GET streams (`docs/PROXY.md`, "Limits").
     pub listener: crate::listener::ListenerSettings,
+    /// This instance's name, leading the session ids it mints (docs/DEPLOY.md).
+    pub instance_id: InstanceId,
+    /// Pooled mode: the key signed session ids are made with, when set.
+    pub session_key: Option<SessionKey>,
+    /// On SIGTERM, `/readyz` answers 503 this long before the drain starts.
+    pub drain_delay: Duration,
 }
 
 /// Why a configuration was refused.
@@ -246,6 +253,31 @@ pub enum ConfigError {
         /// Why.
         source: BadToken,
     },
+    /// The session key file cannot be read.
+    #[error("cannot read session key file {path}: {source}")]
+    SessionKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The session key file's contents are not a usable key.
+    #[error("unusable session key in {path}: {source}")]
+    SessionKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: BadSessionKey,
+    },
+    /// `--session-key-file` in session mode, where a session's process lives
+    /// in one instance and a signed id could not move it.
+    #[error(
+        "--session-key-file is for pooled mode; in session mode route each session to its instance (docs/DEPLOY.md)"
+    )]
+    SessionKeyInSessionMode,
+    /// `--instance-id` (or the host name it defaults to) is not usable.
+    #[error("invalid instance id: {0}")]
+    InstanceId(#[from] BadInstanceId),
     /// An `--env` entry is not `KEY=VALUE` with a non-empty key.
     #[error(
         "invalid --env entry {entry:?}: expected KEY=VALUE with a non-empty KEY without '=' or NUL"

@@ -17,7 +17,8 @@ use super::file::FileConfig;
 use super::{Config, ConfigError, PoolSettings, RESERVED_PATHS, ServerCommand, ServerSpec};
 use crate::values::public_url::{is_loopback_url, parse_http_url};
 use crate::values::{
-    AllowedHost, AllowedOrigin, BearerToken, JwksSource, OAuthSettings, ProtocolVersion, PublicUrl,
+    AllowedHost, AllowedOrigin, BearerToken, InstanceId, JwksSource, OAuthSettings,
+    ProtocolVersion, PublicUrl, SessionKey,
 };
 
 /// Whether the value of clap argument `id` came from the command line or the
@@ -171,6 +172,19 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         Some(path) => Some(read_token(&path)?),
     };
 
+    let mode = pick!(mode);
+    let session_key = match pick_opt!(session_key_file) {
+        None => None,
+        Some(_) if mode == super::Mode::Session => {
+            return Err(ConfigError::SessionKeyInSessionMode);
+        }
+        Some(path) => Some(read_session_key(&path)?),
+    };
+    let instance_id = match pick_opt!(instance_id) {
+        Some(name) => InstanceId::parse(&name)?,
+        None => InstanceId::from_hostname()?,
+    };
+
     let public_url = pick_opt!(public_url)
         .map(|u| PublicUrl::parse(&u))
         .transpose()?;
@@ -196,7 +210,7 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
     Ok(Config {
         listen,
         path,
-        mode: pick!(mode),
+        mode,
         pool: PoolSettings {
             max_size: pool_size,
             min_idle,
@@ -237,6 +251,9 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         log_filter: pick!(log_filter),
         protocol_version,
         listener,
+        instance_id,
+        session_key,
+        drain_delay: pick!(drain_delay),
     })
 }
 
@@ -406,6 +423,19 @@ fn read_token(path: &Path) -> Result<BearerToken, ConfigError> {
         source,
     })?;
     BearerToken::from_file_contents(&contents).map_err(|source| ConfigError::AuthToken {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Read and checked as the token file is (`read_token`): the file's text,
+/// trimmed, must be a usable secret.
+fn read_session_key(path: &Path) -> Result<SessionKey, ConfigError> {
+    let contents = std::fs::read_to_string(path).map_err(|source| ConfigError::SessionKeyFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    SessionKey::from_file_contents(&contents).map_err(|source| ConfigError::SessionKey {
         path: path.to_owned(),
         source,
     })

@@ -20,11 +20,14 @@
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
 # tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline, and in pooled
 # mode the suite's 2026-07-28 requirements (0.2.0-alpha.12) with conformance-baseline-2026.yml.
-# Last, the OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a
+# Then the OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a
 # resource server of a real authorization server. Each client row also runs the SDKs' clients of
 # the legacy HTTP+SSE transport (2024-11-05) against the proxy's /sse: the Python SDK's
 # sse_client + ClientSession and the TypeScript SDK's SSEClientTransport (py_sse_client.py,
-# ts_sse_client.mjs), each also checking that closing the stream ends the session.
+# ts_sse_client.mjs), each also checking that closing the stream ends the session. Last, the
+# scale-out rows (scaleout/scaleout.sh): three instances behind real HAProxy and nginx (pooled:
+# round robin with a shared session key, and one instance stopped mid-load; session: nginx header
+# routing, HAProxy learned stickiness).
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -33,9 +36,13 @@
 # Knobs: INTEROP_POOL_SIZE (default 2; the client rows), INTEROP_CONFORMANCE_POOL_SIZE (the
 # suite's rows; default: none given, so the proxy's own default, the number of CPUs),
 # INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything, pooled/conformance,
-# pooled/oauth); INTEROP_CLIENTS=sse to run, in the client rows, only the legacy SSE clients'
-# cells (and no conformance or OAuth row).
+# pooled/oauth, pooled/scaleout-stop, session/scaleout-nginx); INTEROP_CLIENTS=sse to run, in the
+# client rows, only the legacy SSE clients' cells (and no conformance, OAuth or scale-out row).
 set -uo pipefail
+
+# Every proxy started here stops at once on SIGTERM (no /readyz 503 phase first): nothing balances
+# in front of them. The scale-out cells give their instances an explicit --drain-delay.
+export STDIOPOOL_DRAIN_DELAY="${STDIOPOOL_DRAIN_DELAY:-0}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -48,7 +55,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -459,6 +466,26 @@ fi
 if ((!self_test)) && selected pooled oauth && ! sse_only; then
     run_cell "python OAuth client_credentials" "time + oidc-provider" pooled 300 "$out/pooled-oauth.log" \
         bash "$here/oauth_interop.sh" "$bin"
+fi
+
+# Scale-out (tests/interop/scaleout/): three instances behind real HAProxy and nginx from the
+# Debian packages, driven by Python SDK sessions; one cell per balancer setup (docs/DEPLOY.md).
+if ((!self_test)) && ! sse_only; then
+    for case_name in pooled-haproxy pooled-nginx pooled-stop pooled-stop-nginx session-nginx session-haproxy session-haproxy-prefix; do
+        selected "${case_name%%-*}" "scaleout-${case_name#*-}" || continue
+        case "$case_name" in
+            pooled-haproxy) what="python SDK, 500 calls, round robin" ;;
+            pooled-nginx) what="python SDK, 500 calls, round robin" ;;
+            pooled-stop | pooled-stop-nginx) what="python SDK, 1 of 3 stopped mid-load" ;;
+            session-nginx) what="python SDK, 60 sessions, header map" ;;
+            session-haproxy) what="python SDK, 60 sessions, learned stick" ;;
+            session-haproxy-prefix) what="python SDK, 60 sessions, use-server" ;;
+        esac
+        balancer="haproxy"
+        [[ "$case_name" == *nginx ]] && balancer="nginx"
+        SCALEOUT_LOGS="$out/scaleout" run_cell "$what" "3 x stdiopool + $balancer" "${case_name%%-*}" 600 \
+            "$out/scaleout-$case_name.log" bash "$here/scaleout/scaleout.sh" "$bin" "$case_name"
+    done
 fi
 
 {

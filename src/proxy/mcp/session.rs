@@ -30,7 +30,6 @@ use crate::pool::{PoolError, Pooled, TimeoutStage};
 use crate::proxy::transport::error::ProxyError;
 use crate::proxy::transport::negotiate::ReplyFormat;
 use crate::proxy::transport::request::{ALLOW_WITH_GET, McpGet, McpPost, with_method_fallback};
-use crate::proxy::transport::session_id::SessionId;
 use crate::upstream::connection::{Connection, OutgoingRequest};
 use crate::upstream::manager::UpstreamManager;
 
@@ -93,7 +92,7 @@ async fn initialize(
     method: String,
     params: Option<Value>,
 ) -> Result<Reply, ProxyError> {
-    let session_id = SessionId::generate()?;
+    let session_id = st.mint_session_id(None)?;
     // A warm spawned process, not yet initialized: the client's own
     // initialize is its handshake.
     let conn = checkout(st).await?;
@@ -107,7 +106,7 @@ async fn initialize(
         Pooled::discard(conn);
         return Ok(Reply::Done(reply, ending.outcome()));
     }
-    let session = Session::new(session_id, Some(conn));
+    let session = Session::new(session_id.clone(), Some(conn));
     if let Some(messages) = messages {
         spawn_router(&session, messages);
     }
@@ -168,10 +167,7 @@ async fn get_mcp(State(st): Shared, get: McpGet) -> Response {
         if st.shutdown.is_cancelled() {
             return Err(ProxyError::ShuttingDown);
         }
-        let session = st
-            .sessions
-            .get(&get.session)
-            .ok_or(ProxyError::SessionNotFound)?;
+        let session = st.find_session(&get.session)?;
         let slot = st.sessions.stream_slot()?;
         Ok((session.open_stream()?, slot))
     })()

@@ -107,6 +107,10 @@ impl ProxyProcess {
             }
             None => Command::new(BIN),
         };
+        // SIGTERM drains at once unless a test asks for the drain delay
+        // (`--drain-delay` or this variable in `env`): every test stops its
+        // proxy with SIGTERM, and the delay is for load balancers.
+        command.env("STDIOPOOL_DRAIN_DELAY", "0");
         for (key, value) in env {
             match value {
                 Some(v) => command.env(key, v),

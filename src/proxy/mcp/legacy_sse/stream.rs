@@ -69,15 +69,17 @@ async fn open_stream(
     }
     // The same cap as Streamable HTTP's GET streams: a legacy session is one.
     let slot = st.sessions.stream_slot()?;
-    let id = SessionId::generate()?;
+    // Always a local id, signed ids or not: the stream that is the session
+    // lives on this instance, so its POSTs must come here too.
+    let id = SessionId::generate_for(&st.config.instance_id)?;
     let session = match st.config.mode {
-        Mode::Pooled => Session::new(id, None),
+        Mode::Pooled => Session::new(id.clone(), None),
         Mode::Session => {
             // As a Streamable HTTP `initialize` does: a warm process, or
             // room made by ending the idlest session, or 503.
             let conn = checkout(st).await?;
             let messages = conn.take_server_messages();
-            let session = Session::new(id, Some(conn));
+            let session = Session::new(id.clone(), Some(conn));
             if let Some(messages) = messages {
                 spawn_router(&session, messages);
             }
@@ -91,9 +93,9 @@ async fn open_stream(
     // ends it.
     let end = EndOnDrop {
         legacy: Arc::downgrade(legacy),
-        id,
+        id: id.clone(),
     };
-    legacy.streams().insert(id, outbox_tx);
+    legacy.streams().insert(id.clone(), outbox_tx);
     st.sessions.insert(session);
     // Shutdown closes the streams of the sessions it finds; one published
     // after that look would stay open for the whole grace period. Shutdown
