@@ -400,10 +400,10 @@ pub(super) fn parse_toml(table: toml::Table, path: &Path) -> Result<Vec<RawServe
             let mut single = toml::Table::new();
             single.insert(key.clone(), value.clone());
             ServerOptions::deserialize(toml::Value::Table(single))
-                .map_err(|e| r.key(key, e.to_string().trim().to_owned()))?;
+                .map_err(|e| r.key(key, first_line(&e.to_string())))?;
         }
         let options = ServerOptions::deserialize(toml::Value::Table(entry))
-            .map_err(|e| r.entry(e.to_string().trim().to_owned()))?;
+            .map_err(|e| r.entry(first_line(&e.to_string())))?;
         out.push(RawServer {
             name: name.clone(),
             program,
@@ -414,6 +414,12 @@ pub(super) fn parse_toml(table: toml::Table, path: &Path) -> Result<Vec<RawServe
     }
     anchor_cwds(&mut out, path);
     Ok(out)
+}
+
+/// The parser's message without the location line it appends (`in `key``):
+/// the refusal names the key itself.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or("").trim().to_owned()
 }
 
 fn toml_strings(
