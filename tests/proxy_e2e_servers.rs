@@ -1,0 +1,380 @@
+//! Many servers from one config file, end to end: the real binary serving
+//! several fixture servers at `/servers/<name>/mcp`, `GET /servers`,
+//! per-server readiness, a server whose command cannot start (503 while the
+//! others serve), the `server` metrics label, and reload on SIGHUP (added
+//! servers start, removed ones drain and stop, untouched ones keep their
+//! processes and sessions, an invalid file changes nothing).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/e2e/mod.rs"]
+mod e2e_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use e2e_support::*;
+use hyper::http::{Method, StatusCode};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+/// A Claude-style file serving the fixture under each name (`--name` makes
+/// each server's processes tell which entry they belong to), plus `extra`
+/// raw entries.
+fn servers_json(names: &[&str], extra: &str) -> String {
+    let mut entries: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#""{n}": {{"command": "{FIXTURE}", "args": ["--name", "{n}"]}}"#))
+        .collect();
+    if !extra.is_empty() {
+        entries.push(extra.to_owned());
+    }
+    format!(r#"{{"mcpServers": {{{}}}}}"#, entries.join(", "))
+}
+
+fn start(file: &TempFile) -> ProxyProcess {
+    let args: Vec<String> = [
+        "--pool-size",
+        "2",
+        "--min-idle",
+        "1",
+        "--config",
+        file.path(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    match ProxyProcess::launch(&args) {
+        Ok(p) => p,
+        Err(f) => panic!(
+            "stdiopool did not start ({}):\n{}{}",
+            f.status, f.stdout, f.stderr
+        ),
+    }
+}
+
+async fn listing(proxy: &ProxyProcess) -> Value {
+    let reply = Req::new(proxy.addr, Method::GET, "/servers").send().await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()
+}
+
+fn names(listing: &Value) -> Vec<String> {
+    listing["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn entry<'a>(listing: &'a Value, name: &str) -> &'a Value {
+    listing["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {listing}"))
+}
+
+/// The proxy's descendants that run the server listed as `name` (each
+/// entry runs the fixture with `--name <name>`).
+fn pids_of(proxy: &ProxyProcess, name: &str) -> Vec<u32> {
+    descendants(proxy.pid())
+        .iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{}/cmdline", p.pid)).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.windows(2)
+                    .any(|w| w[0] == b"--name" && w[1] == name.as_bytes())
+            })
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+async fn status_of(proxy: &ProxyProcess, path: &str) -> StatusCode {
+    Req::new(proxy.addr, Method::GET, path).send().await.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_server_has_its_route_and_a_broken_one_is_refused_with_503() {
+    let file = TempFile::new("servers-routes.json");
+    std::fs::write(
+        file.path(),
+        servers_json(
+            &["alpha", "beta"],
+            r#""broken": {"command": "/nonexistent/stdiopool-test-server"}"#,
+        ),
+    )
+    .unwrap();
+    let proxy = start(&file);
+
+    let list = listing(&proxy).await;
+    assert_eq!(names(&list), ["alpha", "beta", "broken"]);
+    let alpha = entry(&list, "alpha");
+    assert_eq!(alpha["state"], "ready");
+    assert_eq!(alpha["mode"], "pooled");
+    assert_eq!(
+        alpha["urls"]["mcp"],
+        format!("http://{}/servers/alpha/mcp", proxy.addr)
+    );
+    assert_eq!(alpha["pool"]["max"], 2);
+    let broken = entry(&list, "broken");
+    assert_eq!(broken["state"], "failed");
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/stdiopool-test-server"),
+        "{broken}"
+    );
+
+    // Each route reaches its own server's processes.
+    for name in ["alpha", "beta"] {
+        let mcp = Mcp::connect_path(&proxy, &format!("/servers/{name}/mcp")).await;
+        let response = mcp.call_tool("echo", json!({"message": name})).await;
+        assert_eq!(result_text(&response), name);
+    }
+    let reply = proxy.post(initialize_body(0, json!({})).to_string());
+    // `proxy.path` is the listing; POSTing MCP there is not a route.
+    assert_ne!(reply.send().await.status, StatusCode::OK);
+
+    let refused = Req::new(proxy.addr, Method::POST, "/servers/broken/mcp")
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .body(initialize_body(0, json!({})).to_string())
+        .send()
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server \"broken\" is not running"),
+        "{}",
+        refused.text()
+    );
+    assert!(refused.header("retry-after").is_some());
+
+    assert_eq!(
+        status_of(&proxy, "/servers/alpha/readyz").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_of(&proxy, "/servers/broken/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        status_of(&proxy, "/servers/nosuch/readyz").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status_of(&proxy, "/servers/nosuch/mcp").await,
+        StatusCode::NOT_FOUND
+    );
+    // One broken server does not take the others out of service.
+    assert_eq!(status_of(&proxy, "/readyz").await, StatusCode::OK);
+
+    let m = proxy.metrics().await;
+    for name in ["alpha", "beta"] {
+        assert_eq!(
+            m.get(&format!(
+                "stdiopool_server_requests_total{{server=\"{name}\",method=\"tools/call\",outcome=\"ok\"}}"
+            )),
+            1.0,
+            "{m:?}"
+        );
+        assert_eq!(
+            m.get(&format!("stdiopool_server_up{{server=\"{name}\"}}")),
+            1.0
+        );
+    }
+    assert_eq!(m.get("stdiopool_server_up{server=\"broken\"}"), 0.0);
+    assert_eq!(
+        m.requests("tools/call", "ok"),
+        2.0,
+        "the totals count every server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_adds_and_removes_servers_while_an_untouched_one_serves_a_load() {
+    let file = TempFile::new("servers-reload.json");
+    std::fs::write(file.path(), servers_json(&["steady", "leaving"], "")).unwrap();
+    let proxy = start(&file);
+
+    let steady = Arc::new(Mcp::connect_path(&proxy, "/servers/steady/mcp").await);
+    let steady_pid = steady.pid().await;
+    let leaving = Mcp::connect_path(&proxy, "/servers/leaving/mcp").await;
+    let leaving_pids = pids_of(&proxy, "leaving");
+    assert!(
+        !leaving_pids.is_empty(),
+        "the leaving server runs a process"
+    );
+    assert!(leaving_pids.contains(&leaving.pid().await));
+
+    // A load on the untouched server for the whole reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (steady, stop, ok, failed) = (steady.clone(), stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            // Bounded in count as well as by the stop flag.
+            for _ in 0..100_000 {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let id = steady.next_id();
+                match steady
+                    .tool_req(id, "echo", json!({"message": "x"}))
+                    .try_send()
+                    .await
+                {
+                    Ok(reply)
+                        if reply.status == StatusCode::OK
+                            && reply.response()["result"].is_object() =>
+                    {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(reply) => {
+                        failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("{}: {}", reply.status, reply.text()))
+                    }
+                    Err(e) => failed.lock().unwrap().push(e),
+                }
+            }
+        }));
+    }
+    // A slow call in flight on the server about to be removed must finish.
+    let slow = tokio::spawn({
+        let req = leaving.tool_req(9_999, "sleep", json!({"ms": 1500}));
+        async move { req.try_send().await }
+    });
+    assert!(
+        wait_until(LIMIT, || ok.load(Ordering::Relaxed) >= 20).await,
+        "the load runs"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    std::fs::write(file.path(), servers_json(&["steady", "arriving"], "")).unwrap();
+    proxy.signal(Signal::SIGHUP);
+    proxy.wait_for_log("configuration reloaded").await;
+
+    let list = listing(&proxy).await;
+    assert_eq!(names(&list), ["arriving", "steady"]);
+    assert_eq!(entry(&list, "arriving")["state"], "ready");
+    let arriving = Mcp::connect_path(&proxy, "/servers/arriving/mcp").await;
+    assert_eq!(
+        result_text(&arriving.call_tool("echo", json!({"message": "hi"})).await),
+        "hi"
+    );
+    assert_eq!(
+        status_of(&proxy, "/servers/leaving/readyz").await,
+        StatusCode::NOT_FOUND
+    );
+
+    let slow = slow
+        .await
+        .unwrap()
+        .expect("the in-flight call on the removed server");
+    assert_eq!(slow.status, StatusCode::OK, "{}", slow.text());
+    assert!(slow.response()["result"].is_object(), "{}", slow.text());
+
+    // Every process of the removed server is stopped and reaped.
+    for pid in &leaving_pids {
+        assert!(
+            wait_gone(*pid).await,
+            "process {pid} of the removed server is left"
+        );
+    }
+    let count_before = ok.load(Ordering::Relaxed);
+    assert!(
+        wait_until(LIMIT, || ok.load(Ordering::Relaxed) >= count_before + 20).await,
+        "the load goes on after the reload"
+    );
+    stop.store(true, Ordering::Release);
+    for task in load {
+        task.await.unwrap();
+    }
+    let failed = failed.lock().unwrap().clone();
+    assert!(
+        failed.is_empty(),
+        "requests lost on the untouched server: {failed:?}"
+    );
+    // Untouched: the same session and the same warm process.
+    let steady_pids = pids_of(&proxy, "steady");
+    assert!(steady_pids.contains(&steady_pid), "{steady_pids:?}");
+    assert!(steady_pids.contains(&steady.pid().await), "{steady_pids:?}");
+    let still = descendants(proxy.pid());
+    assert!(
+        still.iter().all(|p| !leaving_pids.contains(&p.pid)),
+        "{still:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_file_on_sighup_changes_nothing_and_a_changed_server_is_replaced() {
+    let file = TempFile::new("servers-invalid.json");
+    std::fs::write(file.path(), servers_json(&["one", "two"], "")).unwrap();
+    let proxy = start(&file);
+    let one = Mcp::connect_path(&proxy, "/servers/one/mcp").await;
+    let one_pid = one.pid().await;
+    let two = Mcp::connect_path(&proxy, "/servers/two/mcp").await;
+    let two_pid = two.pid().await;
+
+    std::fs::write(
+        file.path(),
+        servers_json(&["one"], r#""two": {"url": "https://example.com/mcp"}"#),
+    )
+    .unwrap();
+    proxy.signal(Signal::SIGHUP);
+    proxy.wait_for_log("reload refused").await;
+    assert!(
+        proxy
+            .stderr()
+            .contains("server \\\"two\\\", key \\\"url\\\"")
+            || proxy.stderr().contains("server \"two\", key \"url\""),
+        "{}",
+        proxy.stderr()
+    );
+    assert_eq!(names(&listing(&proxy).await), ["one", "two"]);
+    assert_eq!(one.pid().await, one_pid);
+    assert_eq!(two.pid().await, two_pid);
+
+    // `two` changes (an environment variable): replaced; `one` is kept.
+    std::fs::write(
+        file.path(),
+        servers_json(
+            &["one"],
+            &format!(r#""two": {{"command": "{FIXTURE}", "args": ["--name", "two"], "env": {{"V": "2"}}}}"#),
+        ),
+    )
+    .unwrap();
+    proxy.signal(Signal::SIGHUP);
+    proxy.wait_for_log("configuration reloaded").await;
+    assert_eq!(
+        one.pid().await,
+        one_pid,
+        "an untouched server keeps its process and session"
+    );
+    // The old session belonged to the replaced server.
+    let reply = two.call_tool_reply("pid", json!({})).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text());
+    let two_again = Mcp::connect_path(&proxy, "/servers/two/mcp").await;
+    assert_ne!(two_again.pid().await, two_pid);
+    assert!(
+        wait_gone(two_pid).await,
+        "the replaced server's process is stopped"
+    );
+}
