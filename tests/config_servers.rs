@@ -407,3 +407,17 @@ fn the_binary_exits_2_on_a_bad_file_before_starting_any_server() {
     assert!(!marker.exists(), "no server was started");
     assert!(start.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn the_sample_file_in_docs_is_a_valid_server_list() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/servers.example.json");
+    let c = Config::load_from(["stdiopool", "--config", sample]).unwrap();
+    let names: Vec<String> = c
+        .servers
+        .unwrap()
+        .servers
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["everything", "time", "memory"]);
+}

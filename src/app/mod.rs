@@ -149,18 +149,14 @@ impl Proxy {
         let listening =
             ListenerPlan::new(config.listener, config.pool.max_size, started.per_process)?;
         metrics.set_listener_source(Arc::new(listening.snapshot_source()));
-        let served = Served::assemble(
+        let (state, router) = Served::assemble_parts(
             config.clone(),
-            None,
+            config.server.name.as_str().into(),
             started,
             listening.stream_slots(),
             &shared,
         );
-        let (Some(state), Some(router)) = (served.state().cloned(), served.router().cloned())
-        else {
-            unreachable!("an assembled server serves")
-        };
-        let name = served.name().to_owned();
+        let name = config.server.name.clone();
         let weak = Arc::downgrade(&state);
         metrics.set_source(Arc::new(metrics_source(
             move || vec![(name.clone(), true, weak.upgrade())],

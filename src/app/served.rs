@@ -113,6 +113,26 @@ impl Served {
             || config.server.name.as_str().into(),
             |e| e.name.as_str().into(),
         );
+        let (state, router) =
+            Served::assemble_parts(config.clone(), name.clone(), started, stream_slots, shared);
+        Served {
+            name,
+            config,
+            entry,
+            run: Run::Serving { state, router },
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// What [`Served::assemble`] builds, for the single server, whose routes
+    /// are mounted once and never swapped: its MCP state and its routes.
+    pub(super) fn assemble_parts(
+        config: Arc<Config>,
+        name: Arc<str>,
+        started: StartedPool,
+        stream_slots: StreamSlots,
+        shared: &Shared,
+    ) -> (Arc<McpState>, Router) {
         let state = Arc::new(McpState {
             config: config.clone(),
             pool: started.pool,
@@ -135,17 +155,11 @@ impl Served {
             .layer(axum::middleware::from_fn_with_state(
                 ServerMetrics {
                     metrics: shared.metrics.clone(),
-                    server: name.clone(),
+                    server: name,
                 },
                 record_server_requests,
             ));
-        Served {
-            name,
-            config,
-            entry,
-            run: Run::Serving { state, router },
-            in_flight: Arc::default(),
-        }
+        (state, router)
     }
 
     /// A server whose command could not start: reported, answered 503.
