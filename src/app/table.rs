@@ -219,6 +219,21 @@ impl ServerTable {
                 Ok(t) => t,
                 Err(poisoned) => poisoned.into_inner(),
             };
+            // Checked under the write lock: shutdown reads the table after
+            // it fires, so servers started here are either in the table it
+            // stops or stopped here, never left running.
+            if self.shutdown.is_cancelled() {
+                drop(slot);
+                tracing::warn!("reload abandoned: the proxy is shutting down");
+                for served in next
+                    .values()
+                    .filter(|n| !old.values().any(|o| Arc::ptr_eq(o, n)))
+                {
+                    let (served, grace) = (served.clone(), served.config().shutdown_grace);
+                    self.drains.spawn(async move { served.drain(grace).await });
+                }
+                return ReloadReport::default();
+            }
             *slot = Arc::new(next);
         }
         for served in gone {
