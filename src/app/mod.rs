@@ -5,8 +5,14 @@
 //! routes (the MCP endpoint behind the transport checks, plus the ops
 //! endpoints), wires the metrics ([`observe`]), serves, and shuts down.
 //!
+//! What is served is one [`Served`] per server, built by one path
+//! ([`served`]): the single server of `-- CMD` / `--demo` at its path, or a
+//! config file's servers at `/servers/<name>/…` behind a [`ServerTable`]
+//! that SIGHUP reloads ([`table`]; docs/PROXY.md, "Many servers").
+//!
 //! Start-up fails loudly: a command that cannot start or exits before its
-//! handshake stops the proxy with that reason (docs/PROXY.md). Shutdown is
+//! handshake stops the proxy with that reason (docs/PROXY.md); with a server
+//! list, that server is kept as failed (503) while the others serve. Shutdown is
 //! ordered: stop accepting, end sessions, drain in-flight requests for up to
 //! `shutdown_grace`, close the pool, then wait for every child's stop
 //! sequence, so the process exits leaving no child, grandchild or zombie.
@@ -159,7 +165,10 @@ impl Proxy {
         let name = config.server.name.clone();
         let weak = Arc::downgrade(&state);
         metrics.set_source(Arc::new(metrics_source(
-            move || vec![(name.clone(), true, weak.upgrade())],
+            move || {
+                let up = observe::readiness(&weak).is_ok();
+                vec![(name.clone(), up, weak.upgrade())]
+            },
             accounting.clone(),
         )));
         let readiness = Arc::new(Readiness {
