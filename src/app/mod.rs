@@ -158,6 +158,7 @@ impl Proxy {
         let (state, router) = Served::assemble_parts(
             config.clone(),
             config.server.name.as_str().into(),
+            None,
             started,
             listening.stream_slots(),
             &shared,

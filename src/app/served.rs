@@ -1,6 +1,7 @@
 //! One served server: its pool, its MCP state, its settings and its routes
-//! (Streamable HTTP behind the transport checks, the legacy HTTP+SSE mount,
-//! the request metrics under its `server` label). The single server of
+//! (the MCP router behind the transport checks, nested under
+//! `/servers/<name>` for a listed server, and the request metrics under its
+//! `server` label). The single server of
 //! `-- CMD` and each server of a config file are built by this one path.
 //!
 //! Invariant: every request that reaches a server's routes holds an
@@ -18,12 +19,12 @@ use tokio_util::sync::CancellationToken;
 use super::wiring::{process_spec, upstream_config};
 use super::{DemoServer, ServeError, start_pool};
 use crate::accounting::Accounting;
-use crate::config::{Config, Mode, NamedServer};
+use crate::config::{Config, Mode, NamedServer, server_path};
 use crate::listener::StreamSlots;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::proxy::mcp::record::{ServerMetrics, record_server_requests};
-use crate::proxy::mcp::{McpState, Sessions, legacy_sse_router, mcp_router};
+use crate::proxy::mcp::{McpState, Sessions, mcp_router};
 use crate::proxy::transport::oauth::TokenVerifier;
 use crate::proxy::transport::request::TransportChecks;
 use crate::upstream::manager::UpstreamManager;
@@ -113,8 +114,16 @@ impl Served {
             || config.server.name.as_str().into(),
             |e| e.name.as_str().into(),
         );
-        let (state, router) =
-            Served::assemble_parts(config.clone(), name.clone(), started, stream_slots, shared);
+        // A listed server's routes are nested under `/servers/<name>`.
+        let nest_at = entry.as_ref().map(|e| server_path(&e.name, ""));
+        let (state, router) = Served::assemble_parts(
+            config.clone(),
+            name.clone(),
+            nest_at.as_deref().map(|p| p.trim_end_matches('/')),
+            started,
+            stream_slots,
+            shared,
+        );
         Served {
             name,
             config,
@@ -126,9 +135,14 @@ impl Served {
 
     /// What [`Served::assemble`] builds, for the single server, whose routes
     /// are mounted once and never swapped: its MCP state and its routes.
+    /// With `nest_at` (a listed server's `/servers/<name>`), the endpoint is
+    /// `/mcp` under it, and whatever the MCP router serves beside the
+    /// endpoint (the legacy HTTP+SSE transport's `/sse` and `/messages`)
+    /// lands under the same prefix.
     pub(super) fn assemble_parts(
         config: Arc<Config>,
         name: Arc<str>,
+        nest_at: Option<&str>,
         started: StartedPool,
         stream_slots: StreamSlots,
         shared: &Shared,
@@ -146,19 +160,19 @@ impl Served {
         if let Some(verifier) = &shared.oauth {
             checks = checks.with_oauth(verifier.clone());
         }
-        // The legacy transport sits beside the endpoint: `/sse` and
-        // `/messages` next to `/mcp` (`/servers/<name>/…` for a listed server).
-        let prefix = config.path.rsplit_once('/').map_or("", |(dir, _)| dir);
-        let router = checks
-            .apply(mcp_router(&config.path, state.clone()))
-            .merge(legacy_sse_router(prefix, state.clone(), &checks))
-            .layer(axum::middleware::from_fn_with_state(
-                ServerMetrics {
-                    metrics: shared.metrics.clone(),
-                    server: name,
-                },
-                record_server_requests,
-            ));
+        let router = match nest_at {
+            None => checks.apply(mcp_router(&config.path, state.clone())),
+            Some(prefix) => {
+                Router::new().nest(prefix, checks.apply(mcp_router("/mcp", state.clone())))
+            }
+        };
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            ServerMetrics {
+                metrics: shared.metrics.clone(),
+                server: name,
+            },
+            record_server_requests,
+        ));
         (state, router)
     }
 

@@ -98,22 +98,6 @@ pub fn mcp_router(path: &str, state: Arc<McpState>) -> Router {
         .with_state(state)
 }
 
-/// The legacy HTTP+SSE transport (MCP 2024-11-05) of one server: `GET
-/// {prefix}/sse` and `POST {prefix}/messages`, beside its Streamable HTTP
-/// endpoint (`prefix` is `/servers/<name>`, or empty for the single server).
-/// `checks` are the server's transport checks (Host/Origin, token), which
-/// the legacy routes apply too. This is the mount point of the legacy
-/// transport's router (`legacy_sse`, built separately, issue 14): until it
-/// is connected here the server has no legacy routes.
-pub fn legacy_sse_router(
-    prefix: &str,
-    state: Arc<McpState>,
-    checks: &crate::proxy::transport::request::TransportChecks,
-) -> Router {
-    let _ = (prefix, state, checks);
-    Router::new()
-}
-
 type Shared = State<Arc<McpState>>;
 
 /// A POST that passed [`admit`].
