@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 // The bundled fixture server, built into this binary too, so `--demo` works
 // from a plain `cargo run` (which builds only this binary).
-#[path = "bin/stdiopool-fixture.rs"]
+#[path = "bin/stdiopool-fixture/main.rs"]
 mod fixture;
 
 use anyhow::Context;

@@ -154,6 +154,7 @@ impl Served {
             shutdown: CancellationToken::new(),
             initialize_result: started.initialize_result,
             parked: Arc::default(),
+            tool_catalog: Arc::default(),
         });
         super::spawn_session_reaper(&state, config.session_idle_timeout);
         let mut checks = TransportChecks::from_config(&config);

@@ -150,6 +150,17 @@ TOOLS = [
         "additionalProperties": False,
     }),
     _tool("test_missing_capability", "Asks the client for sampling (a client without it gets -32021)"),
+    # The suite's http-custom-header-server-validation scenario: a tool whose string argument is
+    # mirrored into an `Mcp-Param-Region` header (`x-mcp-header`, the specification's example), for
+    # the proxy to check against the body (docs/ERAS.md, "`Mcp-Param-*` headers").
+    _tool("test_x_mcp_header", "Runs a query in a region; the region travels as Mcp-Param-Region", {
+        "type": "object",
+        "properties": {
+            "region": {"type": "string", "description": "The region to run in", "x-mcp-header": "Region"},
+            "query": {"type": "string", "description": "The query to run"},
+        },
+        "required": ["region"],
+    }),
     *(_tool(f"test_input_required_result_{n}", f"Asks the client ({n}) while it runs") for n in MRTR_TOOLS),
 ]
 
@@ -327,6 +338,8 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> dict[str, 
         return {"content": [_text(f"LLM response: {text}")]}
     if name == "json_schema_2020_12_tool":
         return {"content": [_text(f"Received: {json.dumps(args, sort_keys=True)}")]}
+    if name == "test_x_mcp_header":
+        return {"content": [_text(f"Ran {args.get('query', '')!r} in {args.get('region')!r}")]}
     if name == "test_missing_capability":
         r = await _ask(ctx, "missing_sampling", "sampling/createMessage", _sample("Say hi", 10))
         return {"content": [_text(f"LLM response: {(r.get('content') or {}).get('text', '')}")]}

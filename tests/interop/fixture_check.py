@@ -99,12 +99,13 @@ async def check(target: str) -> list[str]:
                 await s.send_ping()
                 tools = {t.name for t in (await s.list_tools()).tools}
             # The suite's 2025 tools (12), its 2026 input-required and capability
-            # tools (9) and the JSON Schema 2020-12 tool.
+            # tools (9), the JSON Schema 2020-12 tool and the x-mcp-header tool.
             expect(
-                len(tools) == 22
+                len(tools) == 23
                 and "test_elicitation_sep1330_enums" in tools
                 and "test_missing_capability" in tools
-                and "json_schema_2020_12_tool" in tools,
+                and "json_schema_2020_12_tool" in tools
+                and "test_x_mcp_header" in tools,
                 f"tools/list: {sorted(tools)}",
             )
             passed.append("tools/list")

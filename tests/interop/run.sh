@@ -22,9 +22,13 @@
 # mode the suite's 2026-07-28 requirements (0.2.0-alpha.12) with conformance-baseline-2026.yml.
 # Then the server-list row (pooled/servers): one stdiopool serving server-everything,
 # mcp-server-time and conformance_server.py from one Claude-style JSON file (--config), every
-# client above on each server's /servers/<name>/mcp. Last, the OAuth row (oauth_interop.sh):
-# the Python SDK's OAuth client through stdiopool as a resource server of a real authorization
-# server.
+# client on each server's /servers/<name>/mcp (and the legacy SSE clients on its
+# /servers/<name>/sse). Last, the OAuth row (oauth_interop.sh): the Python SDK's OAuth client
+# through stdiopool as a resource server of a real authorization server. Each client row also
+# runs the SDKs' clients of the legacy HTTP+SSE transport (2024-11-05) against the proxy's /sse:
+# the Python SDK's sse_client + ClientSession and the TypeScript SDK's SSEClientTransport
+# (py_sse_client.py, ts_sse_client.mjs), each also checking that closing the stream ends the
+# session.
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -33,7 +37,8 @@
 # Knobs: INTEROP_POOL_SIZE (default 2; the client rows), INTEROP_CONFORMANCE_POOL_SIZE (the
 # suite's rows; default: none given, so the proxy's own default, the number of CPUs),
 # INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything, pooled/conformance,
-# pooled/servers, pooled/oauth).
+# pooled/servers, pooled/oauth); INTEROP_CLIENTS=sse to run, in the client rows, only the
+# legacy SSE clients' cells (and no conformance or OAuth row).
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -47,7 +52,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,41p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -284,6 +289,19 @@ client_cells() {
         "$node" "$here/ts2_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" --era "$era"
 }
 
+# legacy_sse_cells <server-label> <mode> <sse-url> <tool> <args> <expect> <extra flags...>: the
+# SDKs' clients of the legacy HTTP+SSE transport (2024-11-05) against the proxy's /sse.
+legacy_sse_cells() {
+    local server="$1" mode="$2" url="$3" tool="$4" args="$5" want="$6"
+    shift 6
+    local tag="${mode}-${server}"
+    run_cell "python sse_client (2024-11-05)" "$server" "$mode" 120 "$out/$tag-py-sse.log" \
+        "$py" "$here/py_sse_client.py" "$url" --tool "$tool" --args "$args" --expect "$want" "$@"
+    run_cell "typescript SSEClientTransport" "$server" "$mode" 120 "$out/$tag-ts-sse.log" \
+        "$node" "$here/ts_sse_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" "$@"
+}
+sse_only() { [[ "${INTEROP_CLIENTS:-}" == sse ]]; }
+
 everything_cmd=("$node" "$everything_js" stdio)
 time_cmd=("$dest/venv/bin/mcp-server-time" --local-timezone UTC)
 fixture_cmd=("$py" "$here/conformance_server.py")
@@ -385,8 +403,9 @@ else
                 continue
             fi
             url="http://127.0.0.1:$proxy_port/mcp"
-            client_cells "$label" "$mode" "$url" "${tool[@]}" "${extra[@]}"
-            if [[ "$mode" == session && "$server" == everything ]]; then
+            sse_only || client_cells "$label" "$mode" "$url" "${tool[@]}" "${extra[@]}"
+            legacy_sse_cells "$label" "$mode" "http://127.0.0.1:$proxy_port/sse" "${tool[@]}" "${extra[@]}"
+            if ! sse_only && [[ "$mode" == session && "$server" == everything ]]; then
                 # Clients that never DELETE (docs/PROXY.md, "Sessions under pressure"): 100 of
                 # them in a row on this small pool, then an evicted one that starts anew.
                 run_cell "typescript SDK, 100 sessions" "$label" "$mode" 600 "$out/$mode-$server-ts-sessions.log" \
@@ -396,7 +415,7 @@ else
             fi
             stop_cell "$label" "$mode" "$out/stop-$mode-$server.log"
         done
-        selected "$mode" conformance || continue
+        selected "$mode" conformance && ! sse_only || continue
         # The suite opens a fresh session per scenario (31) and never ends one (no DELETE), as a
         # user's clients would: at the default pool size, session mode must make room by ending
         # the sessions idle longest (session eviction, docs/PROXY.md), not by a bigger pool.
@@ -424,6 +443,13 @@ else
             # client without the capability gets -32021 (docs/ERAS.md).
             run_cell "python MRTR elicitation" conformance_server.py "$mode" 120 "$out/$mode-mrtr.log" \
                 "$py" "$here/py_mrtr.py" "$url"
+            # The same through the TypeScript SDK 2.x client in automatic version negotiation: its
+            # registered elicitation handler is asked through input_required, and the proxy's
+            # metrics show no initialize and no legacy request meanwhile (ts2_client.mjs).
+            run_cell "typescript SDK 2.x auto, MRTR elicitation" conformance_server.py "$mode" 120 "$out/$mode-ts2-mrtr.log" \
+                "$node" "$here/ts2_client.mjs" "$url" --tool test_elicitation --args '{"message":"Who is calling through stdiopool?"}' \
+                --expect action=accept --era modern --elicit-message "Who is calling through stdiopool?" \
+                --elicit-answer '{"username":"octocat","email":"octocat@example.com"}'
         fi
         conformance_cell "$mode" "$url" "$here/conformance-baseline-$mode.yml"
         # Modern clients are served in pooled mode; session mode sends them to initialize.
@@ -487,16 +513,23 @@ PY
         abandon_proxy
     else
         base="http://127.0.0.1:$proxy_port/servers"
-        client_cells "servers.json:server-everything" pooled "$base/everything/mcp" "${everything_tool[@]}"
-        client_cells "servers.json:mcp-server-time" pooled "$base/time/mcp" "${time_tool[@]}"
-        client_cells "servers.json:conformance_server.py" pooled "$base/fixture/mcp" "${fixture_tool[@]}"
+        for entry in everything:server-everything time:mcp-server-time fixture:conformance_server.py; do
+            name="${entry%%:*}"
+            case "$name" in
+                everything) tool=("${everything_tool[@]}") ;;
+                time) tool=("${time_tool[@]}") ;;
+                fixture) tool=("${fixture_tool[@]}") ;;
+            esac
+            sse_only || client_cells "servers.json:${entry#*:}" pooled "$base/$name/mcp" "${tool[@]}"
+            legacy_sse_cells "servers.json:${entry#*:}" pooled "$base/$name/sse" "${tool[@]}"
+        done
         stop_cell "servers.json (3 servers)" pooled "$out/stop-pooled-servers.log"
     fi
 fi
 
 # OAuth: stdiopool as an OAuth resource server between a real authorization server
 # (oidc-provider) and the Python SDK's OAuth client (oauth_interop.sh, docs/DEPLOY.md).
-if ((!self_test)) && selected pooled oauth; then
+if ((!self_test)) && selected pooled oauth && ! sse_only; then
     run_cell "python OAuth client_credentials" "time + oidc-provider" pooled 300 "$out/pooled-oauth.log" \
         bash "$here/oauth_interop.sh" "$bin"
 fi

@@ -10,8 +10,9 @@
 //! - [`modern`]: MCP 2026-07-28 ("stateless") requests, in either mode: a
 //!   layer on the route takes them aside before the mode's handlers.
 //!
-//! Room for more fronts (the legacy HTTP+SSE transport) is one more module
-//! and one more arm in [`mcp_router`].
+//! - [`legacy_sse`]: the 2024-11-05 HTTP+SSE transport (`/sse`, `/messages`),
+//!   in either mode, merged beside the endpoint by [`mcp_router`].
+//!
 //! What every mode shares sits here: the state, [`admit`] (shutdown,
 //! session lookup, message shape), DELETE, and the mapping of pool failures.
 //!
@@ -22,6 +23,7 @@
 
 mod calls;
 mod initialize;
+pub mod legacy_sse;
 mod modern;
 mod pooled;
 pub(crate) mod record;
@@ -66,6 +68,8 @@ pub struct McpState {
     pub(crate) initialize_result: Value,
     /// Pooled mode: modern calls parked for their client's input (MRTR).
     pub(crate) parked: Arc<modern::ParkedCalls>,
+    /// Pooled mode: the tools' `Mcp-Param-*` rules, for modern calls.
+    pub(crate) tool_catalog: Arc<modern::ToolCatalog>,
 }
 
 impl McpState {
@@ -92,10 +96,20 @@ pub fn mcp_router(path: &str, state: Arc<McpState>) -> Router {
     };
     // Modern (2026-07-28) requests are taken aside before the mode's handlers.
     let era = axum::middleware::from_fn_with_state(state.clone(), modern::divert);
-    Router::new()
+    let router = Router::new()
         .route(path, methods)
         .route_layer(era)
-        .with_state(state)
+        .with_state(state.clone());
+    // The legacy HTTP+SSE transport beside it, at `/sse` and `/messages`
+    // (docs/PROXY.md), unless the endpoint itself was put at one of those.
+    if [legacy_sse::SSE_PATH, legacy_sse::MESSAGES_PATH].contains(&path) {
+        tracing::warn!(
+            path,
+            "the MCP path hides the legacy SSE transport's route of the same name; the legacy transport is not served"
+        );
+        return router;
+    }
+    router.merge(legacy_sse::legacy_sse_router(state))
 }
 
 type Shared = State<Arc<McpState>>;

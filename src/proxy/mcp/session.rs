@@ -124,7 +124,7 @@ async fn initialize(
 /// for a process up to `--wait-timeout` (then 503). Each `initialize` that
 /// finds the pool full ends at most one session, so concurrent ones make
 /// room for each other without ending more sessions than they need.
-async fn checkout(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
+pub(super) async fn checkout(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
     let conn = match st.pool.try_get().await {
         Ok(conn) => conn,
         Err(PoolError::Timeout(TimeoutStage::Wait)) => {

@@ -131,6 +131,13 @@ impl Session {
         session
     }
 
+    /// Pooled mode, legacy SSE transport: the client's `initialize` params,
+    /// which arrive after its session was made (at `GET .../sse`). Returns
+    /// whether they were set (once only).
+    pub(crate) fn set_client_initialize(&self, params: Value) -> bool {
+        self.client_initialize.set(params).is_ok()
+    }
+
     /// Pooled mode: the client's `initialize` params.
     pub(crate) fn client_initialize(&self) -> Option<&Value> {
         self.client_initialize.get()

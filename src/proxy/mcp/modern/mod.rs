@@ -5,6 +5,8 @@
 //! - [`era`]: which era a POST belongs to;
 //! - [`validate`]: the checks every modern request passes before a process
 //!   is touched, each refusal with the revision's code and status;
+//! - [`param_headers`] and [`tool_catalog`]: `Mcp-Param-*` headers checked
+//!   against the `x-mcp-header` annotations of the tools the server listed;
 //! - [`discover`]: `server/discover` from the pool's handshake;
 //! - [`translate`]: results, error codes, statuses and notifications in the
 //!   modern shape;
@@ -23,9 +25,11 @@ mod discover;
 mod era;
 mod listen;
 mod mrtr;
+mod param_headers;
 mod parked;
 mod serve;
 mod server_requests;
+mod tool_catalog;
 mod translate;
 mod validate;
 
@@ -39,6 +43,7 @@ use axum::response::{IntoResponse, Response};
 
 use self::era::{Era, classify_post, header_is_modern};
 pub(crate) use self::parked::{ParkedCalls, make_room};
+pub(crate) use self::tool_catalog::ToolCatalog;
 use self::validate::ModernError;
 use super::McpState;
 use super::record::{Reply, Tally, respond};

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::parked::{Binding, ParkedCalls, new_state};
 use super::server_requests::{Asked as Kind, classify, missing_capability};
+use super::tool_catalog::{ToolCatalog, is_list_change};
 use super::translate::forwards_notification;
 use super::validate::LogLevel;
 use crate::jsonrpc::{ErrorObject, Id, error_response, response};
@@ -84,6 +85,8 @@ pub(crate) struct Job {
     pub(crate) input_wait: Duration,
     pub(crate) parked: Arc<ParkedCalls>,
     pub(crate) shutdown: CancellationToken,
+    /// Emptied when the server says its tool list changed.
+    pub(crate) catalog: Arc<ToolCatalog>,
 }
 
 /// The server requests put to the client and not answered yet: key (the
@@ -129,6 +132,7 @@ where
         input_wait,
         parked,
         shutdown,
+        catalog,
     } = job;
     let never = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel::<Value>(EVENTS_BUFFER);
@@ -145,7 +149,7 @@ where
             tokio::select! {
                 biased;
                 Some(message) = rx.recv() => {
-                    if let Err((error, refusal)) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level).await {
+                    if let Err((error, refusal)) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level, &catalog).await {
                         end_call(call, &conn, refusal);
                         let id = round.id.clone();
                         round.answer(error_response(Some(&id), error), Ending::Answered { error: true });
@@ -170,6 +174,7 @@ where
                 message,
                 &capabilities,
                 level,
+                &catalog,
             )
             .await
             {
@@ -192,7 +197,7 @@ where
                 tokio::select! {
                     biased;
                     Some(message) = rx.recv() => {
-                        if let Err((error, refusal)) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level).await {
+                        if let Err((error, refusal)) = take(&conn, &mut asked, Some(&mut round), message, &capabilities, level, &catalog).await {
                         end_call(call, &conn, refusal);
                             let id = round.id.clone();
                             round.answer(error_response(Some(&id), error), Ending::Answered { error: true });
@@ -253,7 +258,7 @@ where
                 // The server may go on talking while it waits; its further
                 // questions are asked in the next round.
                 Some(message) = rx.recv(), if finished.is_none() => {
-                    if take(&conn, &mut asked, None, message, &capabilities, level).await.is_err() {
+                    if take(&conn, &mut asked, None, message, &capabilities, level, &catalog).await.is_err() {
                         tracing::debug!("a parked call's server asked what the client cannot answer");
                     }
                 }
@@ -312,7 +317,11 @@ async fn take(
     message: Value,
     capabilities: &Map<String, Value>,
     level: Option<LogLevel>,
+    catalog: &ToolCatalog,
 ) -> Result<(), (ErrorObject, Value)> {
+    if is_list_change(&message) {
+        catalog.invalidate();
+    }
     let (stream, supplied) = match round {
         Some(round) => (round.stream.as_ref(), Some(&mut round.responses)),
         None => (None, None),
@@ -433,6 +442,7 @@ mod tests {
             timeout: Duration::from_secs(600),
             input_wait: Duration::from_secs(600),
             parked: Arc::default(),
+            catalog: Arc::default(),
             shutdown: CancellationToken::new(),
         };
         let (first, answer) = round(1);

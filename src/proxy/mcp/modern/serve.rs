@@ -12,7 +12,11 @@
 //!   the rest with an error), so the process never waits on a modern client;
 //!   one the client declared no capability for ends the call with -32021;
 //! - closing the stream (or the client going away on a JSON reply) drops
-//!   the call, which cancels it upstream (`calls::reply`).
+//!   the call, which cancels it upstream (`calls::reply`);
+//! - a `tools/call` whose `Mcp-Param-*` headers disagree with its tool's
+//!   `x-mcp-header` annotations is refused before it is sent: before any
+//!   process is touched when the tool catalog knows the tool, else after a
+//!   listing on the process checked out for it (`tool_catalog`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -28,6 +32,7 @@ use super::discover::{advertises, discover_result, required_capability, server_i
 use super::mrtr::{Job, Round, drive, supports_input};
 use super::parked::{Binding, make_room};
 use super::server_requests::{Asked, classify, missing_capability};
+use super::tool_catalog::{ToolCatalog, is_list_change};
 use super::translate::{final_message, forwards_notification, status_for};
 use super::validate::{LogLevel, ModernError, ModernRequest, validate};
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response, response};
@@ -98,13 +103,14 @@ pub(crate) async fn serve(
                 Ok(request) => request,
                 Err(e) => return Ok(refusal(Some(&id), e)),
             };
-            serve_request(st, request, tally).await
+            serve_request(st, headers, request, tally).await
         }
     }
 }
 
 async fn serve_request(
     st: &McpState,
+    headers: &HeaderMap,
     request: ModernRequest,
     tally: Tally,
 ) -> Result<Reply, ProxyError> {
@@ -132,17 +138,44 @@ async fn serve_request(
         let e = ModernError::method_not_found(method, &why);
         return Ok(refusal(Some(&request.id), e));
     }
-    forward(st, request, tally).await
+    // `Mcp-Param-*` headers, from what the catalog knows; an unknown tool is
+    // looked up on the call's process (`forward_with_input`).
+    let listing = if method == "tools/call" {
+        match st
+            .tool_catalog
+            .check_known(headers, request.params.as_ref())
+        {
+            Ok(listing) => listing,
+            Err(e) => return Ok(refusal(Some(&request.id), e)),
+        }
+    } else {
+        None
+    };
+    forward(st, headers, request, tally, listing).await
 }
 
-async fn forward(st: &McpState, request: ModernRequest, tally: Tally) -> Result<Reply, ProxyError> {
+async fn forward(
+    st: &McpState,
+    headers: &HeaderMap,
+    request: ModernRequest,
+    tally: Tally,
+    listing: Option<u64>,
+) -> Result<Reply, ProxyError> {
     // Notifications need a stream; a request that asked for none gets JSON,
     // which also lets its errors carry their HTTP status.
     let format =
         ReplyFormat::for_request(request.has_progress_token() || request.log_level.is_some());
     if supports_input(&request.method) {
-        return forward_with_input(st, request, tally, format).await;
+        let listing = listing.map(|generation| (generation, headers));
+        return forward_with_input(st, request, tally, format, listing).await;
     }
+    // A tools/list result is recorded in the catalog unless the list
+    // changed while it ran.
+    let generation = st.tool_catalog.generation();
+    let cursor = request
+        .params
+        .as_ref()
+        .is_some_and(|p| p.get("cursor").is_some_and(|c| !c.is_null()));
     make_room(st);
     let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
     let upstream = OutgoingRequest {
@@ -152,9 +185,11 @@ async fn forward(st: &McpState, request: ModernRequest, tally: Tally) -> Result<
     };
     let info = server_info(&st.initialize_result);
     let timeout = st.config.request_timeout;
+    let catalog = st.tool_catalog.clone();
     let filter = Filter {
         level: request.log_level,
         capabilities: request.client_capabilities,
+        catalog: catalog.clone(),
     };
     let method = request.method;
     let label = method.clone();
@@ -164,6 +199,9 @@ async fn forward(st: &McpState, request: ModernRequest, tally: Tally) -> Result<
     let work = move |events: Option<mpsc::Sender<Value>>| async move {
         let (message, ending) = run_call(&conn, upstream, events, filter, timeout).await;
         drop(conn); // back to the pool (or destroyed if broken)
+        if method == "tools/list" {
+            catalog.record_relayed(generation, cursor, &message);
+        }
         let (message, code) = final_message(message, &method, &info);
         code_cell.store(code.unwrap_or(0), Ordering::Relaxed);
         (message, ending)
@@ -186,6 +224,7 @@ async fn forward_with_input(
     request: ModernRequest,
     tally: Tally,
     format: ReplyFormat,
+    listing: Option<(u64, &HeaderMap)>,
 ) -> Result<Reply, ProxyError> {
     let params = request.params.as_ref();
     let responses = match params.and_then(|p| p.get("inputResponses")) {
@@ -210,6 +249,24 @@ async fn forward_with_input(
         None => {
             make_room(st);
             let conn = st.pool.get().await.map_err(|e| pool_error(st, e))?;
+            // A tool the catalog did not know: checked against this
+            // process's own list before the call is sent. A refusal gives
+            // the process back untouched by the call.
+            if let Some((generation, headers)) = listing
+                && let Err(e) = st
+                    .tool_catalog
+                    .check_listed(
+                        &conn,
+                        st.config.request_timeout,
+                        generation,
+                        headers,
+                        request.params.as_ref(),
+                    )
+                    .await
+            {
+                drop(conn);
+                return Ok(refusal(Some(&request.id), e));
+            }
             let mut upstream_params = request.upstream_params();
             if let Some(Value::Object(p)) = upstream_params.as_mut() {
                 p.remove("inputResponses");
@@ -227,6 +284,7 @@ async fn forward_with_input(
                 input_wait: st.config.input_wait,
                 parked: st.parked.clone(),
                 shutdown: st.shutdown.clone(),
+                catalog: st.tool_catalog.clone(),
             };
             Ok((conn, job))
         }
@@ -332,10 +390,12 @@ async fn run_call(
     }
 }
 
-/// What a modern call lets through to its client.
+/// What a modern call lets through to its client, and the catalog its
+/// server's list changes empty.
 struct Filter {
     level: Option<LogLevel>,
     capabilities: Map<String, Value>,
+    catalog: Arc<ToolCatalog>,
 }
 
 /// One server message during a modern call. A server request is answered
@@ -349,6 +409,9 @@ async fn relay(
     message: Value,
     filter: &Filter,
 ) -> Option<(ErrorObject, Value)> {
+    if is_list_change(&message) {
+        filter.catalog.invalidate();
+    }
     if let (Some(id), Some(method)) = (
         message
             .get("id")

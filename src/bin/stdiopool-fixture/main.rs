@@ -23,6 +23,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+mod header_tools;
+mod process;
+use process::{ignore_sigterm, run_wrapper};
+
 /// Protocol versions the fixture accepts; the first is its latest.
 const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
@@ -114,49 +118,6 @@ pub fn main() {
     // Hold the writer so no other thread is half-way through a line.
     let _out = server.out();
     std::process::exit(0);
-}
-
-/// `--wrapper`: run this same program without `--wrapper` as a child that
-/// inherits our stdin/stdout/stderr, wait for it and exit with its status.
-/// Signals are deliberately *not* forwarded (like a careless `npx`): only a
-/// process-group kill reaches the grandchild.
-fn run_wrapper(args: &[OsString]) -> ! {
-    let rest: Vec<&OsString> = args
-        .iter()
-        .filter(|a| a.as_os_str() != "--wrapper")
-        .collect();
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("stdiopool-fixture: wrapper cannot find its own executable: {e}");
-            std::process::exit(2);
-        }
-    };
-    match std::process::Command::new(exe).args(rest).status() {
-        Ok(status) => {
-            use std::os::unix::process::ExitStatusExt;
-            let code = status
-                .code()
-                .or_else(|| status.signal().map(|s| 128 + s))
-                .unwrap_or(1);
-            std::process::exit(code);
-        }
-        Err(e) => {
-            eprintln!("stdiopool-fixture: wrapper could not start its child: {e}");
-            std::process::exit(2);
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn ignore_sigterm() {
-    use nix::sys::signal::{SigHandler, Signal, signal};
-    // SAFETY: installing `SigIgn` registers no Rust handler, so nothing can run
-    // in signal context; it is async-signal-safe and touches no Rust state.
-    if let Err(e) = unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) } {
-        eprintln!("stdiopool-fixture: cannot ignore SIGTERM: {e}");
-        std::process::exit(2);
-    }
 }
 
 /// Shared state of the running server: the stdout writer, and the
@@ -343,7 +304,7 @@ fn handle_request(server: &Arc<Server>, id: Value, method: &str, params: Value) 
             );
         }
         "ping" | "logging/setLevel" => server.reply(&id, json!({})),
-        "tools/list" => server.reply(&id, json!({"tools": tool_list()})),
+        "tools/list" => server.reply(&id, json!({"tools": header_tools::with(tool_list())})),
         "tools/call" => call_tool(server, id, params),
         _ => server.reply_error(&id, -32601, &format!("Method not found: {method}")),
     }
@@ -592,6 +553,6 @@ fn call_tool(server: &Arc<Server>, id: Value, params: Value) {
             result["isError"] = json!(true);
             server.reply(&id, result);
         }
-        other => server.reply_error(&id, -32602, &format!("Unknown tool: {other}")),
+        other => header_tools::call(server, &id, other, &args),
     }
 }
