@@ -378,3 +378,74 @@ async fn an_invalid_file_on_sighup_changes_nothing_and_a_changed_server_is_repla
         "the replaced server's process is stopped"
     );
 }
+
+/// The next SSE event with data on `body` (its whole text), bounded by [`LIMIT`].
+async fn next_event(body: &mut hyper::body::Incoming, text: &mut String) -> String {
+    use http_body_util::BodyExt as _;
+    loop {
+        if let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            if event.contains("data:") {
+                return event;
+            }
+            continue;
+        }
+        let frame = tokio::time::timeout(LIMIT, body.frame())
+            .await
+            .expect("no event within the limit")
+            .expect("the stream ended")
+            .unwrap();
+        if let Ok(bytes) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&bytes).replace("\r\n", "\n"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_sse_transport_is_served_under_each_server_route() {
+    let file = TempFile::new("servers-legacy.json");
+    std::fs::write(file.path(), servers_json(&["alpha", "beta"], "")).unwrap();
+    let proxy = start(&file);
+    for name in ["alpha", "beta"] {
+        let mut open = Req::new(proxy.addr, Method::GET, &format!("/servers/{name}/sse"))
+            .header("accept", "text/event-stream")
+            .open()
+            .await;
+        assert_eq!(open.status, StatusCode::OK, "{name}");
+        let mut text = String::new();
+        let endpoint_event = next_event(&mut open.body, &mut text).await;
+        assert!(
+            endpoint_event.starts_with("event: endpoint"),
+            "{endpoint_event}"
+        );
+        let endpoint = endpoint_event
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap()
+            .to_owned();
+        assert!(
+            endpoint.starts_with(&format!("/servers/{name}/messages?")),
+            "{endpoint}"
+        );
+        let posted = Req::new(proxy.addr, Method::POST, &endpoint)
+            .header("content-type", "application/json")
+            .body(initialize_body(7, json!({})).to_string())
+            .send()
+            .await;
+        assert_eq!(posted.status, StatusCode::ACCEPTED, "{}", posted.text());
+        let answer = next_event(&mut open.body, &mut text).await;
+        let data = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap();
+        let message: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(message["id"], 7, "{message}");
+        assert!(message["result"]["serverInfo"].is_object(), "{message}");
+    }
+    let m = proxy.metrics().await;
+    assert!(
+        m.0.keys()
+            .any(|k| k.starts_with("stdiopool_server_requests_total{server=\"beta\"")),
+        "legacy requests are counted under their server: {m:?}"
+    );
+}
