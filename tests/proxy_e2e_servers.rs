@@ -449,3 +449,49 @@ async fn the_legacy_sse_transport_is_served_under_each_server_route() {
         "legacy requests are counted under their server: {m:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_server_of_a_toml_list_keeps_its_own_mode_and_pool() {
+    let file = TempFile::new("servers-modes.toml");
+    std::fs::write(
+        file.path(),
+        format!(
+            r#"
+[servers.stateful]
+command = "{FIXTURE}"
+args = ["--name", "stateful"]
+mode = "session"
+pool_size = 3
+min_idle = 0
+
+[servers.shared]
+command = ["{FIXTURE}", "--name", "shared"]
+pool_size = 1
+"#
+        ),
+    )
+    .unwrap();
+    let proxy = start(&file);
+    let list = listing(&proxy).await;
+    assert_eq!(entry(&list, "stateful")["mode"], "session");
+    assert_eq!(entry(&list, "stateful")["pool"]["max"], 3);
+    assert_eq!(entry(&list, "shared")["mode"], "pooled");
+    assert_eq!(entry(&list, "shared")["pool"]["max"], 1);
+
+    // Session mode: each session owns a process of that server's pool.
+    let a = Mcp::connect_path(&proxy, "/servers/stateful/mcp").await;
+    let b = Mcp::connect_path(&proxy, "/servers/stateful/mcp").await;
+    let (pa, pb) = (a.pid().await, b.pid().await);
+    assert_ne!(pa, pb, "two sessions, two processes");
+    assert_eq!(a.pid().await, pa, "a session keeps its process");
+    // Pooled with one process: every session borrows the same one.
+    let c = Mcp::connect_path(&proxy, "/servers/shared/mcp").await;
+    let d = Mcp::connect_path(&proxy, "/servers/shared/mcp").await;
+    assert_eq!(c.pid().await, d.pid().await);
+    let stateful = pids_of(&proxy, "stateful");
+    assert!(
+        stateful.contains(&pa) && stateful.contains(&pb),
+        "{stateful:?}"
+    );
+    assert_eq!(pids_of(&proxy, "shared").len(), 1);
+}
