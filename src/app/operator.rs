@@ -138,6 +138,83 @@ pub fn banner(
     lines.join("\n")
 }
 
+/// One line of the many-servers banner: a served server as it started.
+#[derive(Debug, Clone)]
+pub struct ServerLine {
+    /// Its name.
+    pub name: String,
+    /// Its route (`/servers/<name>/mcp`).
+    pub path: String,
+    /// Its mode.
+    pub mode: crate::config::Mode,
+    /// Its pool size.
+    pub max_size: usize,
+    /// `Err(reason)` when its command could not start.
+    pub started: Result<(), String>,
+}
+
+/// The start-up banner with a server list: one line per server with its
+/// URL (or why it did not start), then the listing, health and metrics URLs.
+pub fn servers_banner(
+    config: &Config,
+    listen: SocketAddr,
+    servers: &[ServerLine],
+    interfaces: &[IpAddr],
+) -> String {
+    let file = config
+        .servers
+        .as_ref()
+        .map(|set| set.file.display().to_string())
+        .unwrap_or_default();
+    let mut lines = vec![format!(
+        "stdiopool {} serving {} servers from {file}",
+        env!("CARGO_PKG_VERSION"),
+        servers.len(),
+    )];
+    for server in servers {
+        let mode = match server.mode {
+            crate::config::Mode::Pooled => "pooled",
+            crate::config::Mode::Session => "session",
+        };
+        match &server.started {
+            Ok(()) => {
+                let url = client_urls(listen, &server.path, interfaces)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "server {:?}: {url} ({mode} mode, up to {} processes)",
+                    server.name, server.max_size
+                ));
+            }
+            Err(reason) => lines.push(format!(
+                "server {:?}: NOT STARTED ({reason}); its route answers 503 until a reload (SIGHUP) starts it",
+                server.name
+            )),
+        }
+    }
+    let ops = client_urls(listen, "", interfaces)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    lines.push(format!(
+        "authentication: {}",
+        if config.oauth.is_some() {
+            "OAuth access tokens"
+        } else if config.auth_token.is_some() {
+            "bearer token from --auth-token-file"
+        } else {
+            "none"
+        }
+    ));
+    lines.push(format!(
+        "servers: {ops}/servers  (reload the file: kill -HUP {})",
+        std::process::id()
+    ));
+    lines.push(format!("health: {ops}/healthz  metrics: {ops}/metrics"));
+    lines.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

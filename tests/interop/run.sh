@@ -20,14 +20,17 @@
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
 # tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline, and in pooled
 # mode the suite's 2026-07-28 requirements (0.2.0-alpha.12) with conformance-baseline-2026.yml.
-# Then the OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a
-# resource server of a real authorization server. Each client row also runs the SDKs' clients of
-# the legacy HTTP+SSE transport (2024-11-05) against the proxy's /sse: the Python SDK's
-# sse_client + ClientSession and the TypeScript SDK's SSEClientTransport (py_sse_client.py,
-# ts_sse_client.mjs), each also checking that closing the stream ends the session. Last, the
-# scale-out rows (scaleout/scaleout.sh): three instances behind real HAProxy and nginx (pooled:
-# round robin with a shared session key, and one instance stopped mid-load; session: nginx header
-# routing, HAProxy learned stickiness).
+# Then the server-list row (pooled/servers): one stdiopool serving server-everything,
+# mcp-server-time and conformance_server.py from one Claude-style JSON file (--config), every
+# client on each server's /servers/<name>/mcp (and the legacy SSE clients on its
+# /servers/<name>/sse). Then the OAuth row (oauth_interop.sh): the Python SDK's OAuth client
+# through stdiopool as a resource server of a real authorization server. Each client row also
+# runs the SDKs' clients of the legacy HTTP+SSE transport (2024-11-05) against the proxy's /sse:
+# the Python SDK's sse_client + ClientSession and the TypeScript SDK's SSEClientTransport
+# (py_sse_client.py, ts_sse_client.mjs), each also checking that closing the stream ends the
+# session. Last, the scale-out rows (scaleout/scaleout.sh): three instances behind real HAProxy
+# and nginx (pooled: round robin with a shared session key, and one instance stopped mid-load;
+# session: nginx header routing, HAProxy learned stickiness).
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -36,8 +39,9 @@
 # Knobs: INTEROP_POOL_SIZE (default 2; the client rows), INTEROP_CONFORMANCE_POOL_SIZE (the
 # suite's rows; default: none given, so the proxy's own default, the number of CPUs),
 # INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything, pooled/conformance,
-# pooled/oauth, pooled/scaleout-stop, session/scaleout-nginx); INTEROP_CLIENTS=sse to run, in the
-# client rows, only the legacy SSE clients' cells (and no conformance, OAuth or scale-out row).
+# pooled/servers, pooled/oauth, pooled/scaleout-stop, session/scaleout-nginx); INTEROP_CLIENTS=sse
+# to run, in the client rows, only the legacy SSE clients' cells (and no conformance, OAuth or
+# scale-out row).
 set -uo pipefail
 
 # Every proxy started here stops at once on SIGTERM (no /readyz 503 phase first): nothing balances
@@ -55,7 +59,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,44p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -459,6 +463,75 @@ else
         [[ "$mode" == pooled ]] && conformance_2026_cell "$url"
         stop_cell conformance_server.py "$mode" "$out/stop-$mode-conformance.log"
     done
+fi
+
+# One stdiopool, three servers from one Claude Desktop-style file (docs/PROXY.md, "Many servers"):
+# each client on each server's own route.
+# start_proxy_config <log> <file>: start stdiopool --config <file>; wait for /healthz, /readyz,
+# then every listed server's /servers/<name>/readyz.
+start_proxy_config() {
+    proxy_log="$1"
+    local file="$2" names="$3"
+    proxy_port="$(free_port)"
+    "$bin" --listen "127.0.0.1:$proxy_port" --pool-size "${INTEROP_POOL_SIZE:-2}" \
+        --log-filter info --config "$file" >"$proxy_log" 2>&1 &
+    proxy_pid=$!
+    own_pids+=("$proxy_pid")
+    local deadline=$((SECONDS + 90)) probe
+    for probe in healthz readyz $(for n in $names; do echo "servers/$n/readyz"; done); do
+        until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$proxy_port/$probe"; do
+            if ! kill -0 "$proxy_pid" 2>/dev/null; then
+                echo "stdiopool exited before /$probe answered; its log:"
+                tail -n 20 "$proxy_log"
+                return 1
+            fi
+            if ((SECONDS > deadline)); then
+                echo "stdiopool: /$probe not 200 within 90s; its log:"
+                tail -n 20 "$proxy_log"
+                return 1
+            fi
+            sleep 0.2
+        done
+    done
+}
+
+if ((!self_test)) && selected pooled servers; then
+    servers_file="$out/servers.json"
+    "$py" - "$servers_file" "${everything_cmd[@]}" -- "${time_cmd[@]}" -- "${fixture_cmd[@]}" <<'PY'
+import json, sys
+out, rest = sys.argv[1], sys.argv[2:]
+cmds, cur = [], []
+for a in rest + ["--"]:
+    if a == "--":
+        cmds.append(cur)
+        cur = []
+    else:
+        cur.append(a)
+names = ["everything", "time", "fixture"]
+servers = {n: {"command": c[0], "args": c[1:]} for n, c in zip(names, cmds)}
+with open(out, "w") as f:
+    json.dump({"mcpServers": servers}, f, indent=2)
+PY
+    fixture_tool=(test_simple_text '{}' 'This is a simple text response for testing.')
+    echo "---- pooled mode, three servers from one file: stdiopool --config $servers_file"
+    if ! start_proxy_config "$out/proxy-pooled-servers.log" "$servers_file" "everything time fixture" >"$out/start-pooled-servers.log" 2>&1; then
+        record "stdiopool start" "servers.json (3 servers)" pooled FAIL "$(tail -n 1 "$out/start-pooled-servers.log")"
+        sed 's/^/    | /' "$out/start-pooled-servers.log"
+        abandon_proxy
+    else
+        base="http://127.0.0.1:$proxy_port/servers"
+        for entry in everything:server-everything time:mcp-server-time fixture:conformance_server.py; do
+            name="${entry%%:*}"
+            case "$name" in
+                everything) tool=("${everything_tool[@]}") ;;
+                time) tool=("${time_tool[@]}") ;;
+                fixture) tool=("${fixture_tool[@]}") ;;
+            esac
+            sse_only || client_cells "servers.json:${entry#*:}" pooled "$base/$name/mcp" "${tool[@]}"
+            legacy_sse_cells "servers.json:${entry#*:}" pooled "$base/$name/sse" "${tool[@]}"
+        done
+        stop_cell "servers.json (3 servers)" pooled "$out/stop-pooled-servers.log"
+    fi
 fi
 
 # OAuth: stdiopool as an OAuth resource server between a real authorization server

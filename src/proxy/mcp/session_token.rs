@@ -48,6 +48,10 @@ pub(crate) const DELETED_KEPT: usize = 10_000;
 pub(crate) struct SessionSigner {
     key: hmac::Key,
     instance: InstanceId,
+    /// The route the ids are for (a listed server's `/servers/<name>`;
+    /// empty for the single server): covered by the MAC, so one server's
+    /// ids are unknown to another served by the same deployment.
+    scope: String,
     deleted: Mutex<Deleted>,
 }
 
@@ -89,8 +93,15 @@ impl SessionSigner {
         SessionSigner {
             key: hmac::Key::new(hmac::HMAC_SHA256, key.expose()),
             instance,
+            scope: String::new(),
             deleted: Mutex::new(Deleted::default()),
         }
+    }
+
+    /// The same signer for the ids of one route (see the `scope` field).
+    pub(crate) fn scoped(mut self, scope: &str) -> SessionSigner {
+        scope.clone_into(&mut self.scope);
+        self
     }
 
     /// A signed id for a client that initialized with `params`.
@@ -113,7 +124,10 @@ impl SessionSigner {
         // Serializing a struct of strings and maps cannot fail.
         let json = serde_json::to_vec(&claims).unwrap_or_default();
         let payload = URL_SAFE_NO_PAD.encode(json);
-        let tag = hmac::sign(&self.key, &message(self.instance.as_str(), &payload));
+        let tag = hmac::sign(
+            &self.key,
+            &message(&self.scope, self.instance.as_str(), &payload),
+        );
         Ok(SessionId::signed(
             &self.instance,
             &payload,
@@ -157,7 +171,7 @@ impl SessionSigner {
     pub(crate) fn verify(&self, id: &SessionId) -> Option<Value> {
         let (instance, payload, mac) = id.signed_parts()?;
         let tag = URL_SAFE_NO_PAD.decode(mac).ok()?;
-        hmac::verify(&self.key, &message(instance, payload), &tag).ok()?;
+        hmac::verify(&self.key, &message(&self.scope, instance, payload), &tag).ok()?;
         let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
         let mut params = Map::new();
         if let Some(version) = claims.version {
@@ -168,9 +182,13 @@ impl SessionSigner {
     }
 }
 
-fn message(instance: &str, payload: &str) -> Vec<u8> {
-    let mut m = Vec::with_capacity(CONTEXT.len() + instance.len() + 1 + payload.len());
+fn message(scope: &str, instance: &str, payload: &str) -> Vec<u8> {
+    let mut m =
+        Vec::with_capacity(CONTEXT.len() + scope.len() + 1 + instance.len() + 1 + payload.len());
     m.extend_from_slice(CONTEXT);
+    // A route name holds no NUL (names are URL-safe), so the split is unambiguous.
+    m.extend_from_slice(scope.as_bytes());
+    m.push(0);
     m.extend_from_slice(instance.as_bytes());
     m.push(b'.');
     m.extend_from_slice(payload.as_bytes());
@@ -278,6 +296,31 @@ mod tests {
         let local = SessionId::generate().unwrap();
         assert!(mine.verify(&local).is_none());
         assert!(mine.verify(&id).is_some());
+    }
+
+    /// One deployment serving several routes: a server's signed ids must not
+    /// open a session at another (its handshake and capabilities differ).
+    #[test]
+    fn an_id_minted_for_one_route_is_refused_at_another() {
+        let a = signer("k", "web-1").scoped("/servers/a");
+        let id = a.mint(Some(&params())).unwrap();
+        assert!(a.verify(&id).is_some());
+        assert!(
+            signer("k", "web-2")
+                .scoped("/servers/a")
+                .verify(&id)
+                .is_some()
+        );
+        assert!(
+            signer("k", "web-1")
+                .scoped("/servers/b")
+                .verify(&id)
+                .is_none()
+        );
+        assert!(
+            signer("k", "web-1").verify(&id).is_none(),
+            "the single route"
+        );
     }
 
     #[test]

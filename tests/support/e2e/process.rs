@@ -139,6 +139,12 @@ impl ProxyProcess {
                 if let Some(url) = line.strip_prefix("connect an MCP client to: ") {
                     let _ = tx.send(url.trim().to_owned());
                 }
+                // A server list (`--config` with servers): the listing's URL.
+                if let Some(rest) = line.strip_prefix("servers: ")
+                    && let Some(url) = rest.split_whitespace().next()
+                {
+                    let _ = tx.send(url.to_owned());
+                }
             }
         });
         match rx.recv_timeout(LIMIT) {
