@@ -92,7 +92,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let banner = operator::banner(&banner_config, address, upstream, &interfaces);
+    let banner = match proxy.servers() {
+        Some(table) => {
+            // SIGHUP re-reads the file (the same arguments and environment).
+            tokio::spawn(reload_on_sighup(table.clone()));
+            operator::servers_banner(&banner_config, address, &table.banner_lines(), &interfaces)
+        }
+        None => operator::banner(&banner_config, address, upstream, &interfaces),
+    };
     // Where to connect goes to stdout (the one thing this binary prints
     // there). A closed or broken stdout must not stop the proxy: `println!`
     // would panic on EPIPE, e.g. when whoever started us stops reading after
@@ -104,7 +111,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "could not print the banner on stdout");
         }
     }
-    let report = proxy.serve(listener, shutdown_signal()).await?;
+    let stop = stdiopool::app::stop_on_signal(proxy.drain(), banner_config.drain_delay);
+    let report = proxy.serve(listener, stop).await?;
     if report.stops_left > 0 {
         tracing::warn!(
             stops_left = report.stops_left,
@@ -114,21 +122,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// On each SIGHUP, reads the configuration again and applies its server
+/// list; an invalid file changes nothing and is logged as an error.
+async fn reload_on_sighup(table: std::sync::Arc<stdiopool::app::ServerTable>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: reload is off");
+            return;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reading the configuration again");
+        match Config::load() {
+            Ok(config) => {
+                table.reload(&config).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: the configuration is invalid; nothing changed");
+            }
+        }
     }
 }

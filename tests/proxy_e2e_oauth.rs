@@ -510,3 +510,47 @@ async fn start_up_fails_when_the_keys_cannot_be_loaded() {
         failure.stdout
     );
 }
+
+/// The legacy HTTP+SSE transport (`/sse`, `/messages`) sits behind the same
+/// OAuth layer as `/mcp`: refused without a good token, with the same
+/// challenge; served with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_sse_routes_need_the_access_token_too() {
+    let key = Key::new(Algorithm::ES256, "legacy");
+    let keys = KeysEndpoint::start(&[&key]).await;
+    let proxy = start(&keys, &[]);
+    let sse = || Req::new(proxy.addr, Method::GET, "/sse").header("accept", "text/event-stream");
+    let none = sse().send().await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED, "{}", none.text());
+    let challenge = none.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains(METADATA_URL), "{challenge}");
+    let expired = key.sign(&with(good_claims(), "exp", json!(now() - 600)));
+    let refused = sse()
+        .header("authorization", &format!("Bearer {expired}"))
+        .send()
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        refused.text()
+    );
+    let post = Req::new(
+        proxy.addr,
+        Method::POST,
+        "/messages?session_id=0123456789abcdef0123456789abcdef",
+    )
+    .header("content-type", "application/json")
+    .body(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string())
+    .send()
+    .await;
+    assert_eq!(post.status, StatusCode::UNAUTHORIZED, "{}", post.text());
+    assert_eq!(proxy.metrics().await.get("stdiopool_sessions"), 0.0);
+    let token = key.sign(&good_claims());
+    let open = sse()
+        .header("authorization", &format!("Bearer {token}"))
+        .open()
+        .await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert_eq!(proxy.metrics().await.get("stdiopool_sessions"), 1.0);
+}

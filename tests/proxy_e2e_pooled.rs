@@ -72,10 +72,17 @@ async fn pooled_initialize_is_answered_from_the_pools_handshake() {
         response["result"]["serverInfo"]["name"],
         "stdiopool-fixture"
     );
-    assert_eq!(
-        reply.header("mcp-session-id").map(str::len),
-        Some(32),
-        "session id of 32 hex characters"
+    // `<instance>.<32 hex>`: the instance id (the host name by default),
+    // then 128 random bits (docs/PROXY.md, "Replies").
+    let sid = reply.header("mcp-session-id").unwrap_or_default();
+    let (instance, random) = sid.split_once('.').unwrap_or_default();
+    assert!(
+        !instance.is_empty(),
+        "session id {sid:?} names its instance"
+    );
+    assert!(
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "session id {sid:?}: the instance, then 32 hex characters"
     );
     let after = proxy.metrics().await;
     // No checkout: the cached InitializeResult answers.

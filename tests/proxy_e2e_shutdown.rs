@@ -223,3 +223,78 @@ async fn requests_past_the_shutdown_grace_fail_cleanly_and_nothing_is_left() {
         assert!(left.is_empty(), "{mode}: left behind: {left:?}");
     }
 }
+
+/// `/readyz`'s status now.
+async fn readyz(proxy: &ProxyProcess) -> StatusCode {
+    e2e_support::Req::new(proxy.addr, Method::GET, "/readyz")
+        .send()
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn sigterm_turns_readyz_to_503_for_the_drain_delay_while_requests_are_still_served() {
+    become_subreaper().unwrap();
+    for mode in MODES {
+        // Longer than the support's exit bound (20 s): the proxy exits in
+        // time only because the second SIGTERM cuts the delay short.
+        let mut proxy = ProxyProcess::start(
+            &["--mode", mode, "--pool-size", "2", "--drain-delay", "60s"],
+            &[],
+        );
+        let before = Mcp::connect(&proxy).await;
+        assert_eq!(readyz(&proxy).await, StatusCode::OK, "{mode}");
+        let seen = proxy_processes(&proxy);
+
+        proxy.signal(Signal::SIGTERM);
+        let mut status = StatusCode::OK;
+        for _ in 0..500 {
+            status = readyz(&proxy).await;
+            if status != StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{mode}");
+        let health = e2e_support::Req::new(proxy.addr, Method::GET, "/healthz")
+            .send()
+            .await;
+        assert_eq!(health.status, StatusCode::OK, "{mode}: still alive");
+        // Still serving: an existing session, and a new one.
+        let response = before.call_tool("echo", json!({"message": "old"})).await;
+        assert_eq!(response["result"]["content"][0]["text"], "old", "{mode}");
+        let after = Mcp::connect(&proxy).await;
+        let response = after.call_tool("echo", json!({"message": "new"})).await;
+        assert_eq!(response["result"]["content"][0]["text"], "new", "{mode}");
+        assert_eq!(readyz(&proxy).await, StatusCode::SERVICE_UNAVAILABLE);
+
+        proxy.signal(Signal::SIGTERM);
+        let exit = proxy.wait_exit().await;
+        assert_eq!(exit.code(), Some(0), "{mode}: {exit}\n{}", proxy.stderr());
+        assert!(
+            proxy.stderr().contains("/readyz answers 503"),
+            "{mode}: {}",
+            proxy.stderr()
+        );
+        let left = leftovers(&seen);
+        assert!(left.is_empty(), "{mode}: left behind: {left:?}");
+    }
+}
+
+#[tokio::test]
+async fn after_the_drain_delay_the_proxy_drains_and_exits_by_itself() {
+    become_subreaper().unwrap();
+    let mut proxy = ProxyProcess::start(&["--drain-delay", "1s"], &[]);
+    let seen = proxy_processes(&proxy);
+    proxy.signal(Signal::SIGTERM);
+    let exit = proxy.wait_exit().await;
+    assert_eq!(exit.code(), Some(0), "{exit}\n{}", proxy.stderr());
+    let stderr = proxy.stderr();
+    let marked = stderr.find("/readyz answers 503");
+    let drained = stderr.find("shutting down: draining");
+    assert!(
+        matches!((marked, drained), (Some(m), Some(d)) if m < d),
+        "the 503 phase comes before the drain: {stderr}"
+    );
+    assert!(leftovers(&seen).is_empty());
+}

@@ -5,16 +5,29 @@
 //! routes (the MCP endpoint behind the transport checks, plus the ops
 //! endpoints), wires the metrics ([`observe`]), serves, and shuts down.
 //!
+//! What is served is one [`Served`] per server, built by one path
+//! ([`served`]): the single server of `-- CMD` / `--demo` at its path, or a
+//! config file's servers at `/servers/<name>/…` behind a [`ServerTable`]
+//! that SIGHUP reloads ([`table`]; docs/PROXY.md, "Many servers").
+//!
 //! Start-up fails loudly: a command that cannot start or exits before its
-//! handshake stops the proxy with that reason (docs/PROXY.md). Shutdown is
-//! ordered: stop accepting, end sessions, drain in-flight requests for up to
+//! handshake stops the proxy with that reason (docs/PROXY.md); with a server
+//! list, that server is kept as failed (503) while the others serve. Shutdown is
+//! ordered: on SIGTERM, `/readyz` 503 for `--drain-delay` while still
+//! serving ([`drain`]); then stop accepting, end sessions, drain in-flight requests for up to
 //! `shutdown_grace`, close the pool, then wait for every child's stop
 //! sequence, so the process exits leaving no child, grandchild or zombie.
 
+mod drain;
 mod observe;
 pub mod operator;
+mod served;
+mod table;
 mod wiring;
 
+pub use drain::{Drain, stop_on_signal};
+pub use served::Served;
+pub use table::{ReloadReport, ServerTable};
 pub use wiring::{DemoServer, RUN_FIXTURE_ENV, process_spec};
 
 use std::future::Future;
@@ -27,19 +40,17 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::{self, Accounting, AccountingError};
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::listener::{FdBudgetError, ListenerPlan};
 use crate::metrics::Metrics;
 use crate::pool::{Manager, Pool};
-use crate::proxy::mcp::record::record_requests;
-use crate::proxy::mcp::{McpState, Sessions, mcp_router};
+use crate::proxy::mcp::McpState;
 use crate::proxy::ops::{OpsState, ops_router};
 use crate::proxy::transport::oauth::TokenVerifier;
 use crate::proxy::transport::oauth::metadata::metadata_router;
-use crate::proxy::transport::request::TransportChecks;
 use crate::upstream::manager::{UpstreamConfig, UpstreamError, UpstreamManager};
 use observe::{Readiness, metrics_source};
-use wiring::{pool_config, upstream_config};
+use wiring::pool_config;
 
 /// Why the proxy could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -74,10 +85,25 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Proxy {
     config: Arc<Config>,
-    state: Arc<McpState>,
+    front: Front,
     app: Router,
     accounting: Arc<Accounting>,
     listening: ListenerPlan,
+    /// The server's `InitializeResult` (with a server list: the first
+    /// serving server's, `null` if none serves).
+    info: Value,
+    /// Fired on SIGTERM before the drain: every server's `/readyz` and the
+    /// overall one answer 503 (each server's own token is a child of it).
+    draining: CancellationToken,
+}
+
+/// What the proxy serves.
+#[derive(Debug, Clone)]
+enum Front {
+    /// One server at `config.path` (`-- CMD`, `--demo`).
+    Single(Arc<McpState>),
+    /// A config file's servers, each at `/servers/<name>/…`.
+    Many(Arc<ServerTable>),
 }
 
 /// What shutdown found.
@@ -113,56 +139,189 @@ impl Proxy {
         // Raised first, so the check sees the limit the proxy runs with; the
         // check counts processes as the listener's fd budget does.
         crate::listener::fd_budget::raise_limit();
+        let total_processes = match &config.servers {
+            Some(set) => set.servers.iter().map(|s| s.pool.max_size).sum(),
+            None => config.pool.max_size,
+        };
         accounting::check_pool_size(
-            config.pool.max_size,
+            total_processes,
             crate::listener::fd_budget::pool_check_budget(),
         )?;
-        let spec = process_spec(&config, demo)?;
-        let handshake = config.mode == Mode::Pooled;
-        let upstream = upstream_config(&config, spec, &accounting, handshake);
-        let (pool, initialize_result, per_process) =
-            start_pool(&config, upstream, handshake).await?;
-        if let Err(e) = pool.spawn_maintenance() {
-            tracing::warn!(error = %e, "pool maintenance not started");
-        }
-
-        let listening = ListenerPlan::new(config.listener, config.pool.max_size, per_process)?;
-
         let metrics = Arc::new(Metrics::new());
+        let shared = served::Shared {
+            accounting: accounting.clone(),
+            demo,
+            oauth: oauth.clone(),
+            metrics: metrics.clone(),
+            draining: CancellationToken::new(),
+        };
+        if config.servers.is_some() {
+            return Self::start_many(config, shared, total_processes).await;
+        }
+        let started = served::StartedPool::start(&config, &shared).await?;
+        let listening =
+            ListenerPlan::new(config.listener, config.pool.max_size, started.per_process)?;
         metrics.set_listener_source(Arc::new(listening.snapshot_source()));
-        let state = Arc::new(McpState {
-            config: config.clone(),
-            pool: pool.clone(),
-            sessions: Sessions::with_stream_slots(listening.stream_slots()),
-            shutdown: CancellationToken::new(),
-            initialize_result,
-            parked: Arc::default(),
-            tool_catalog: Arc::default(),
-        });
+        let (state, router) = Served::assemble_parts(
+            config.clone(),
+            config.server.name.as_str().into(),
+            None,
+            started,
+            listening.stream_slots(),
+            &shared,
+        );
+        let name = config.server.name.clone();
+        let weak = Arc::downgrade(&state);
         metrics.set_source(Arc::new(metrics_source(
-            Arc::downgrade(&state),
+            move || {
+                let up = observe::readiness(&weak).is_ok();
+                vec![(name.clone(), up, weak.upgrade())]
+            },
             accounting.clone(),
         )));
-        spawn_session_reaper(&state, config.session_idle_timeout);
-
-        let app = routes(&config, &state, metrics, oauth);
+        let readiness = Arc::new(Readiness {
+            state: Arc::downgrade(&state),
+            warnings: operator::exposure_warning(&config).into_iter().collect(),
+        });
+        let app = routes(&config, router, metrics, readiness, oauth.as_deref());
         Ok(Proxy {
+            info: state.initialize_result.clone(),
+            draining: shared.draining,
             config,
-            state,
+            front: Front::Single(state),
             app,
             accounting,
             listening,
         })
     }
 
+    /// A config file's servers: every pool started at once; a server whose
+    /// command cannot start is kept as failed (503) while the others serve.
+    async fn start_many(
+        config: Arc<Config>,
+        shared: served::Shared,
+        total_processes: usize,
+    ) -> Result<Proxy, ServeError> {
+        let entries = config
+            .servers
+            .as_ref()
+            .map(|set| set.servers.clone())
+            .unwrap_or_default();
+        let starts = entries.iter().map(|entry| {
+            let server_config = Arc::new(config.for_server(entry));
+            let shared = shared.clone();
+            async move {
+                let started = served::StartedPool::start(&server_config, &shared).await;
+                (server_config, started)
+            }
+        });
+        let results = futures_util::future::join_all(starts).await;
+        let per_process = results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.per_process))
+            .max()
+            .unwrap_or(accounting::FDS_PER_PROCESS);
+        let listening = ListenerPlan::new(config.listener, total_processes, per_process)?;
+        shared
+            .metrics
+            .set_listener_source(Arc::new(listening.snapshot_source()));
+        let mut servers = Vec::new();
+        for (entry, (server_config, result)) in entries.into_iter().zip(results) {
+            servers.push(match result {
+                Ok(started) => Served::assemble(
+                    server_config,
+                    Some(entry),
+                    started,
+                    listening.stream_slots(),
+                    &shared,
+                ),
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::error!(server = %entry.name, error = %reason, "server not started; its route answers 503 until a reload starts it");
+                    Served::failed(server_config, entry, reason)
+                }
+            });
+        }
+        let info = servers
+            .iter()
+            .find_map(|s| s.state().map(|st| st.initialize_result.clone()))
+            .unwrap_or(Value::Null);
+        let table = Arc::new(ServerTable::new(
+            servers,
+            shared.clone(),
+            listening.get_stream_limit(),
+            listening.stats.clone(),
+        ));
+        let weak = Arc::downgrade(&table);
+        shared.metrics.set_source(Arc::new(metrics_source(
+            move || {
+                weak.upgrade().map_or_else(Vec::new, |table| {
+                    table
+                        .snapshot()
+                        .values()
+                        .map(|s| {
+                            (
+                                s.name().to_owned(),
+                                s.readiness().is_ok(),
+                                s.state().cloned(),
+                            )
+                        })
+                        .collect()
+                })
+            },
+            shared.accounting.clone(),
+        )));
+        let weak = Arc::downgrade(&table);
+        let warnings: Vec<String> = operator::exposure_warning(&config).into_iter().collect();
+        let readiness = Arc::new(ManyReadiness {
+            table: weak,
+            warnings,
+            draining: shared.draining.clone(),
+        });
+        let mut app = table::table_router(table.clone());
+        if let Some(verifier) = &shared.oauth {
+            for served in table.snapshot().values() {
+                app = app.merge(metadata_router(verifier.settings(), &served.config().path));
+            }
+        }
+        let ops = ops_router(OpsState {
+            metrics: shared.metrics.clone(),
+            readiness,
+        });
+        Ok(Proxy {
+            config,
+            front: Front::Many(table),
+            app: app.merge(ops),
+            accounting: shared.accounting,
+            listening,
+            info,
+            draining: shared.draining,
+        })
+    }
+
+    /// The server list, when the proxy serves a config file's servers
+    /// (reload it on SIGHUP with [`ServerTable::reload`]).
+    pub fn servers(&self) -> Option<&Arc<ServerTable>> {
+        match &self.front {
+            Front::Many(table) => Some(table),
+            Front::Single(_) => None,
+        }
+    }
+
     /// The `InitializeResult` of the server behind the proxy.
     pub fn server_info(&self) -> &Value {
-        &self.state.initialize_result
+        &self.info
     }
 
     /// The process accounting (spawned, exited, live children).
     pub fn accounting(&self) -> &Arc<Accounting> {
         &self.accounting
+    }
+
+    /// The switch that turns `/readyz` to 503 before the drain
+    /// ([`stop_on_signal`]; `--drain-delay`).
+    pub fn drain(&self) -> Drain {
+        Drain(self.draining.clone())
     }
 
     /// The routes, for tests that drive the proxy without a socket.
@@ -179,19 +338,26 @@ impl Proxy {
     ) -> Result<ShutdownReport, ServeError> {
         let Proxy {
             config,
-            state,
+            front,
             app,
             accounting,
             listening,
+            info: _,
+            draining: _,
         } = self;
-        let started = state.shutdown.clone();
-        let trigger = state.clone();
+        let started = CancellationToken::new();
+        let trigger_front = front.clone();
+        let trigger = started.clone();
         // The listener holds the connection limit and the client timeouts
         // (src/listener); TCP_NODELAY is set there on every connection.
         let server = listening.serve(listener, app, async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
-            trigger.begin_shutdown();
+            match &trigger_front {
+                Front::Single(state) => state.begin_shutdown(),
+                Front::Many(table) => table.begin_shutdown(),
+            }
+            trigger.cancel();
         });
         let mut server = Box::pin(server);
         let mut drained = true;
@@ -207,10 +373,19 @@ impl Proxy {
                 }
             }
         }
-        state.sessions.end_all();
-        state.pool.close();
+        match &front {
+            Front::Single(state) => {
+                state.sessions.end_all();
+                state.pool.close();
+            }
+            Front::Many(table) => {
+                table.finish_shutdown();
+                // Servers removed by a reload are still draining: bounded by their grace.
+                let _ = tokio::time::timeout(config.shutdown_grace, table.drains_done()).await;
+            }
+        }
         drop(server);
-        drop(state);
+        drop(front);
         // A dropped connection hands its child to a background stop when its
         // tasks wind down, a moment after the pool lets go of it: wait until
         // every child is reaped, not only for the stops already started.
@@ -240,7 +415,7 @@ impl Proxy {
 /// initialize). Returns the server's `InitializeResult` with the pool, and
 /// what one server process costs in fds, measured on the first one (the
 /// listener's fd budget reserves it per pool slot; `listener::fd_budget`).
-async fn start_pool(
+pub(super) async fn start_pool(
     config: &Config,
     upstream: UpstreamConfig,
     handshake: bool,
@@ -289,39 +464,48 @@ async fn start_pool(
     Ok((pool, result, per_process))
 }
 
-/// The MCP endpoint behind the transport checks, the request-counting layer
-/// outside both (so refusals are counted too), and the ops endpoints, which
-/// need no token.
+/// The single server's routes (its MCP endpoint behind the transport checks
+/// and the request-counting layer, `Served::assemble`) and the ops
+/// endpoints, which need no token.
 fn routes(
     config: &Config,
-    state: &Arc<McpState>,
+    server: Router,
     metrics: Arc<Metrics>,
-    oauth: Option<Arc<TokenVerifier>>,
+    readiness: Arc<dyn crate::proxy::ops::ReadinessProbe>,
+    oauth: Option<&TokenVerifier>,
 ) -> Router {
-    let mut checks = TransportChecks::from_config(config);
     let mut metadata = Router::new();
     if let Some(verifier) = oauth {
         metadata = metadata_router(verifier.settings(), &config.path);
-        checks = checks.with_oauth(verifier);
     }
-    let ops = ops_router(OpsState {
-        metrics: metrics.clone(),
-        readiness: Arc::new(Readiness {
-            state: Arc::downgrade(state),
-            warnings: operator::exposure_warning(config).into_iter().collect(),
-        }),
-    });
-    checks
-        .apply(mcp_router(&config.path, state.clone()))
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            record_requests,
-        ))
-        .merge(ops)
-        .merge(metadata)
+    let ops = ops_router(OpsState { metrics, readiness });
+    server.merge(ops).merge(metadata)
 }
 
-fn spawn_session_reaper(state: &Arc<McpState>, idle_timeout: Duration) {
+/// `/readyz` with a server list (`ServerTable::readiness`).
+struct ManyReadiness {
+    table: std::sync::Weak<ServerTable>,
+    warnings: Vec<String>,
+    draining: CancellationToken,
+}
+
+impl crate::proxy::ops::ReadinessProbe for ManyReadiness {
+    fn check(&self) -> Result<(), String> {
+        if self.draining.is_cancelled() {
+            return Err(observe::DRAINING.into());
+        }
+        match self.table.upgrade() {
+            Some(table) => table.readiness(),
+            None => Err("shutting down".into()),
+        }
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+pub(super) fn spawn_session_reaper(state: &Arc<McpState>, idle_timeout: Duration) {
     let weak = Arc::downgrade(state);
     // At most a second: the same pass ends sessions whose process broke
     // (an oversize frame leaves it running), which must not linger.

@@ -121,10 +121,96 @@ pub fn banner(
         "none".to_owned()
     };
     lines.push(format!("authentication: {auth}"));
+    let ids = if config.session_key.is_some() {
+        "signed with --session-key-file: any instance with the key accepts them"
+    } else {
+        "valid on this instance only"
+    };
+    lines.push(format!(
+        "instance: {} (session ids {ids})",
+        config.instance_id
+    ));
     let ops = client_urls(listen, "", interfaces)
         .into_iter()
         .next()
         .unwrap_or_default();
+    lines.push(format!("health: {ops}/healthz  metrics: {ops}/metrics"));
+    lines.join("\n")
+}
+
+/// One line of the many-servers banner: a served server as it started.
+#[derive(Debug, Clone)]
+pub struct ServerLine {
+    /// Its name.
+    pub name: String,
+    /// Its route (`/servers/<name>/mcp`).
+    pub path: String,
+    /// Its mode.
+    pub mode: crate::config::Mode,
+    /// Its pool size.
+    pub max_size: usize,
+    /// `Err(reason)` when its command could not start.
+    pub started: Result<(), String>,
+}
+
+/// The start-up banner with a server list: one line per server with its
+/// URL (or why it did not start), then the listing, health and metrics URLs.
+pub fn servers_banner(
+    config: &Config,
+    listen: SocketAddr,
+    servers: &[ServerLine],
+    interfaces: &[IpAddr],
+) -> String {
+    let file = config
+        .servers
+        .as_ref()
+        .map(|set| set.file.display().to_string())
+        .unwrap_or_default();
+    let mut lines = vec![format!(
+        "stdiopool {} serving {} servers from {file}",
+        env!("CARGO_PKG_VERSION"),
+        servers.len(),
+    )];
+    for server in servers {
+        let mode = match server.mode {
+            crate::config::Mode::Pooled => "pooled",
+            crate::config::Mode::Session => "session",
+        };
+        match &server.started {
+            Ok(()) => {
+                let url = client_urls(listen, &server.path, interfaces)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "server {:?}: {url} ({mode} mode, up to {} processes)",
+                    server.name, server.max_size
+                ));
+            }
+            Err(reason) => lines.push(format!(
+                "server {:?}: NOT STARTED ({reason}); its route answers 503 until a reload (SIGHUP) starts it",
+                server.name
+            )),
+        }
+    }
+    let ops = client_urls(listen, "", interfaces)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    lines.push(format!(
+        "authentication: {}",
+        if config.oauth.is_some() {
+            "OAuth access tokens"
+        } else if config.auth_token.is_some() {
+            "bearer token from --auth-token-file"
+        } else {
+            "none"
+        }
+    ));
+    lines.push(format!(
+        "servers: {ops}/servers  (reload the file: kill -HUP {})",
+        std::process::id()
+    ));
     lines.push(format!("health: {ops}/healthz  metrics: {ops}/metrics"));
     lines.join("\n")
 }
@@ -185,6 +271,25 @@ mod tests {
         );
         assert!(b.contains("authentication: none"), "{b}");
         assert!(b.contains("health: http://127.0.0.1:8080/healthz"), "{b}");
+    }
+
+    #[test]
+    fn the_banner_names_the_instance_and_never_the_session_key() {
+        let c = config(&["--instance-id", "web-7"]);
+        let b = banner(&c, c.listen, "fixture", &[]);
+        assert!(
+            b.contains("instance: web-7 (session ids valid on this instance only)"),
+            "{b}"
+        );
+        let key = "banner-test-key-that-must-never-be-shown-0123";
+        let mut signed = c.clone();
+        signed.session_key = Some(crate::values::SessionKey::from_file_contents(key).unwrap());
+        let b = banner(&signed, signed.listen, "fixture", &[]);
+        assert!(b.contains("signed with --session-key-file"), "{b}");
+        assert!(
+            !b.contains(key) && !format!("{signed:?}").contains(key),
+            "{b}"
+        );
     }
 
     #[test]

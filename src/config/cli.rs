@@ -125,6 +125,18 @@ pub struct Cli {
     #[arg(long, env = "STDIOPOOL_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
 
+    /// On SIGTERM, time `/readyz` answers 503 while requests are still served, so load balancers stop sending before the drain (0: drain at once; SIGINT always drains at once).
+    #[arg(long, env = "STDIOPOOL_DRAIN_DELAY", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub drain_delay: Duration,
+
+    /// This instance's name among several behind a load balancer, leading every session id it mints (A-Z a-z 0-9 - _). [default: the host name up to its first dot]
+    #[arg(long, env = "STDIOPOOL_INSTANCE_ID", value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    /// Pooled mode: sign session ids with the key in this file, so every instance sharing the key accepts them (no stickiness needed). [default: ids valid on this instance only]
+    #[arg(long, env = "STDIOPOOL_SESSION_KEY_FILE", value_name = "FILE")]
+    pub session_key_file: Option<PathBuf>,
+
     /// Each wait of the stop sequence: close stdin, wait, SIGTERM, wait, SIGKILL.
     #[arg(long, env = "STDIOPOOL_STOP_TIMEOUT", value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
     pub stop_timeout: Duration,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::servers::{self, RawServer};
 use super::values::{
     OptionalCount, OptionalDuration, parse_auto_count, parse_duration, parse_optional_count,
     parse_optional_duration, parse_size,
@@ -34,7 +35,9 @@ impl TextOrInt {
 
 macro_rules! file_value {
     ($name:ident, $out:ty, $parse:expr) => {
-        fn $name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<$out>, D::Error> {
+        pub(super) fn $name<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<$out>, D::Error> {
             let raw = Option::<TextOrInt>::deserialize(d)?;
             raw.map(|r| $parse(&r.text()).map_err(serde::de::Error::custom))
                 .transpose()
@@ -80,6 +83,10 @@ pub(super) struct FileConfig {
     pub(super) session_eviction: Option<bool>,
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) shutdown_grace: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) drain_delay: Option<Duration>,
+    pub(super) instance_id: Option<String>,
+    pub(super) session_key_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) stop_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_optional_duration")]
@@ -133,6 +140,14 @@ pub(super) struct FileConfig {
     pub(super) name: Option<String>,
     pub(super) demo: Option<bool>,
     pub(super) command: Option<Vec<String>>,
+    /// `[servers.<name>]` tables: many servers, each at its own route.
+    servers: Option<toml::Table>,
+    /// The named servers, from `servers` or from a JSON file (`super::servers`).
+    #[serde(skip)]
+    pub(super) named_servers: Option<Vec<RawServer>>,
+    /// The file read (`None`: no file).
+    #[serde(skip)]
+    pub(super) origin: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -144,9 +159,19 @@ impl FileConfig {
         Self::parse(&text, path)
     }
 
-    /// Parses `text`; relative `cwd`, `auth_token_file` and `oauth_jwks_file` are taken relative
+    /// Parses `text` as one of the JSON formats (Claude Desktop / Cursor
+    /// `mcpServers`, VS Code `servers`: named servers only) or as
+    /// stdiopool's TOML; relative `cwd`, `auth_token_file`, `oauth_jwks_file`
+    /// and `session_key_file` are taken relative
     /// to the directory of `path`, so a file works wherever it is run from.
     pub(super) fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        if servers::looks_like_json(text, path) {
+            return Ok(FileConfig {
+                named_servers: Some(servers::parse_json(text, path)?),
+                origin: Some(path.to_owned()),
+                ..FileConfig::default()
+            });
+        }
         let mut file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::ParseFile {
             path: path.to_owned(),
             message: e.to_string(),
@@ -156,12 +181,17 @@ impl FileConfig {
             &mut file.cwd,
             &mut file.auth_token_file,
             &mut file.oauth_jwks_file,
+            &mut file.session_key_file,
         ] {
             if let Some(p) = slot.as_mut()
                 && p.is_relative()
             {
                 *p = base.join(&*p);
             }
+        }
+        file.origin = Some(path.to_owned());
+        if let Some(table) = file.servers.take() {
+            file.named_servers = Some(servers::parse_toml(table, path)?);
         }
         Ok(file)
     }

@@ -15,6 +15,7 @@
 mod cli;
 mod file;
 mod resolve;
+mod servers;
 mod values;
 
 pub use cli::Cli;
@@ -32,8 +33,9 @@ use clap::{CommandFactory, FromArgMatches, ValueEnum};
 use serde::Deserialize;
 
 use crate::values::{
-    AllowedHost, AllowedOrigin, BadToken, BadUrl, BearerToken, OAuthSettings, OriginRuleError,
-    ProtocolVersion, PublicUrl, UnsupportedVersion,
+    AllowedHost, AllowedOrigin, BadInstanceId, BadSessionKey, BadToken, BadUrl, BearerToken,
+    InstanceId, OAuthSettings, OriginRuleError, ProtocolVersion, PublicUrl, SessionKey,
+    UnsupportedVersion,
 };
 use file::FileConfig;
 
@@ -113,6 +115,44 @@ pub struct PoolSettings {
     pub wait_timeout: Duration,
 }
 
+/// One server of a config file's server list, with the proxy-wide settings
+/// filled in where its entry gives none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedServer {
+    /// The entry's name: URL-safe, unique; the route is `/servers/<name>/mcp`.
+    pub name: String,
+    /// Pooled or session mode.
+    pub mode: Mode,
+    /// Its pool.
+    pub pool: PoolSettings,
+    /// Its request timeout.
+    pub request_timeout: Duration,
+    /// What to run (its `name` is the entry's name).
+    pub server: ServerSpec,
+}
+
+impl NamedServer {
+    /// The route of its Streamable HTTP endpoint.
+    pub fn mcp_path(&self) -> String {
+        server_path(&self.name, "mcp")
+    }
+}
+
+/// The route `/servers/<name>/<leaf>`.
+pub fn server_path(name: &str, leaf: &str) -> String {
+    format!("/servers/{name}/{leaf}")
+}
+
+/// Many servers from one file (`--config` with `mcpServers`, `servers` or
+/// `[servers.<name>]`), each served at its own route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSet {
+    /// The file they were read from (read again on SIGHUP).
+    pub file: PathBuf,
+    /// The servers, in file order; never empty.
+    pub servers: Vec<NamedServer>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -144,8 +184,13 @@ pub struct Config {
     pub max_body: usize,
     /// Largest line a server may write on stdout, bytes.
     pub max_frame: usize,
-    /// The server to run and its environment.
+    /// The server to run and its environment. With a server list
+    /// (`servers` is `Some`): the first entry's; each entry is served from
+    /// its own [`Config::for_server`].
     pub server: ServerSpec,
+    /// The named servers of the config file, when it lists some; `None`:
+    /// the single server of `-- CMD` / `--demo` / `command`, at `path`.
+    pub servers: Option<ServerSet>,
     /// Extra allowed `Origin`s, parsed and normalised (`*`: any).
     pub allowed_origins: Vec<AllowedOrigin>,
     /// Extra allowed `Host` names, parsed and normalised (`*`: any).
@@ -164,6 +209,12 @@ pub struct Config {
     pub protocol_version: ProtocolVersion,
     /// Bounds on client connections and GET streams (`docs/PROXY.md`, "Limits").
     pub listener: crate::listener::ListenerSettings,
+    /// This instance's name, leading the session ids it mints (docs/DEPLOY.md).
+    pub instance_id: InstanceId,
+    /// Pooled mode: the key signed session ids are made with, when set.
+    pub session_key: Option<SessionKey>,
+    /// On SIGTERM, `/readyz` answers 503 this long before the drain starts.
+    pub drain_delay: Duration,
 }
 
 /// Why a configuration was refused.
@@ -246,6 +297,31 @@ pub enum ConfigError {
         /// Why.
         source: BadToken,
     },
+    /// The session key file cannot be read.
+    #[error("cannot read session key file {path}: {source}")]
+    SessionKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The session key file's contents are not a usable key.
+    #[error("unusable session key in {path}: {source}")]
+    SessionKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: BadSessionKey,
+    },
+    /// `--session-key-file` in session mode, where a session's process lives
+    /// in one instance and a signed id could not move it.
+    #[error(
+        "--session-key-file is for pooled mode; in session mode route each session to its instance (docs/DEPLOY.md)"
+    )]
+    SessionKeyInSessionMode,
+    /// `--instance-id` (or the host name it defaults to) is not usable.
+    #[error("invalid instance id: {0}")]
+    InstanceId(#[from] BadInstanceId),
     /// An `--env` entry is not `KEY=VALUE` with a non-empty key.
     #[error(
         "invalid --env entry {entry:?}: expected KEY=VALUE with a non-empty KEY without '=' or NUL"
@@ -283,6 +359,32 @@ pub enum ConfigError {
     /// The OAuth options are incomplete or contradict each other.
     #[error("OAuth: {0}")]
     OAuth(&'static str),
+    /// A server entry of the config file is refused.
+    #[error("invalid config file {path}: server {server:?}{}: {problem}", key_part(.key.as_deref()))]
+    Server {
+        /// The file.
+        path: PathBuf,
+        /// The entry's name.
+        server: String,
+        /// The key at fault, when one is.
+        key: Option<String>,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The file lists servers and a single server is named too.
+    #[error(
+        "invalid config file {path}: it lists servers, so a single server (a command after `--`, --demo, or `command`/`demo` in the file) cannot be given too"
+    )]
+    ServersWithCommand {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file's server list is empty.
+    #[error("invalid config file {path}: the server list is empty")]
+    NoServers {
+        /// The file.
+        path: PathBuf,
+    },
     /// `cwd` is not a directory.
     #[error("working directory {path} is not a directory")]
     CwdNotDirectory {
@@ -291,7 +393,24 @@ pub enum ConfigError {
     },
 }
 
+fn key_part(key: Option<&str>) -> String {
+    key.map(|k| format!(", key {k:?}")).unwrap_or_default()
+}
+
 impl Config {
+    /// The configuration one named server is served with: the proxy-wide
+    /// settings, with its mode, pool, timeout and command, at its route.
+    pub fn for_server(&self, named: &NamedServer) -> Config {
+        let mut config = self.clone();
+        config.path = named.mcp_path();
+        config.mode = named.mode;
+        config.pool = named.pool;
+        config.request_timeout = named.request_timeout;
+        config.server = named.server.clone();
+        config.servers = None;
+        config
+    }
+
     /// Whether the MCP endpoint asks for no credential at all.
     pub fn is_unauthenticated(&self) -> bool {
         self.auth_token.is_none() && self.oauth.is_none()

@@ -14,10 +14,15 @@ use clap::parser::ValueSource;
 
 use super::cli::Cli;
 use super::file::FileConfig;
-use super::{Config, ConfigError, PoolSettings, RESERVED_PATHS, ServerCommand, ServerSpec};
+use super::servers::RawServer;
+use super::{
+    Config, ConfigError, NamedServer, PoolSettings, RESERVED_PATHS, ServerCommand, ServerSet,
+    ServerSpec,
+};
 use crate::values::public_url::{is_loopback_url, parse_http_url};
 use crate::values::{
-    AllowedHost, AllowedOrigin, BearerToken, JwksSource, OAuthSettings, ProtocolVersion, PublicUrl,
+    AllowedHost, AllowedOrigin, BearerToken, InstanceId, JwksSource, OAuthSettings,
+    ProtocolVersion, PublicUrl, SessionKey,
 };
 
 /// Whether the value of clap argument `id` came from the command line or the
@@ -29,7 +34,13 @@ fn explicit(matches: &ArgMatches, id: &str) -> bool {
     )
 }
 
-pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Config, ConfigError> {
+pub(super) fn resolve(
+    cli: Cli,
+    m: &ArgMatches,
+    mut file: FileConfig,
+) -> Result<Config, ConfigError> {
+    let named_servers = file.named_servers.take();
+    let origin = file.origin.take().unwrap_or_default();
     // CLI/env when given there, else the file, else clap's default.
     macro_rules! pick {
         ($field:ident) => {
@@ -110,6 +121,13 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
 
     // The server is one setting: the highest layer naming demo or a command decides.
     let cli_server = explicit(m, "demo") || !cli.command.is_empty();
+    if named_servers.is_some() && (cli_server || file.command.is_some() || file.demo == Some(true))
+    {
+        return Err(ConfigError::ServersWithCommand { path: origin });
+    }
+    if named_servers.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ConfigError::NoServers { path: origin });
+    }
     let (demo, command) = if cli_server {
         (cli.demo, cli.command)
     } else {
@@ -121,7 +139,14 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
             .collect();
         (file.demo.unwrap_or(false), file_command)
     };
+    let first_named = named_servers.as_ref().and_then(|list| list.first());
     let command = match (demo, command.split_first()) {
+        _ if first_named.is_some() => first_named
+            .map(|first| ServerCommand::Exec {
+                program: first.program.clone().into(),
+                args: first.args.iter().map(OsString::from).collect(),
+            })
+            .unwrap_or(ServerCommand::Demo),
         (true, Some(_)) => return Err(ConfigError::DemoWithCommand),
         (true, None) => ServerCommand::Demo,
         (false, None) => return Err(ConfigError::MissingCommand),
@@ -171,6 +196,19 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         Some(path) => Some(read_token(&path)?),
     };
 
+    let mode = pick!(mode);
+    let session_key = match pick_opt!(session_key_file) {
+        None => None,
+        Some(_) if mode == super::Mode::Session => {
+            return Err(ConfigError::SessionKeyInSessionMode);
+        }
+        Some(path) => Some(read_session_key(&path)?),
+    };
+    let instance_id = match pick_opt!(instance_id) {
+        Some(name) => InstanceId::parse(&name)?,
+        None => InstanceId::from_hostname()?,
+    };
+
     let public_url = pick_opt!(public_url)
         .map(|u| PublicUrl::parse(&u))
         .transpose()?;
@@ -193,10 +231,10 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
             .into_owned(),
     });
 
-    Ok(Config {
+    let mut config = Config {
         listen,
         path,
-        mode: pick!(mode),
+        mode,
         pool: PoolSettings {
             max_size: pool_size,
             min_idle,
@@ -237,6 +275,119 @@ pub(super) fn resolve(cli: Cli, m: &ArgMatches, file: FileConfig) -> Result<Conf
         log_filter: pick!(log_filter),
         protocol_version,
         listener,
+        instance_id,
+        session_key,
+        drain_delay: pick!(drain_delay),
+        servers: None,
+    };
+    if let Some(list) = named_servers {
+        let servers = list
+            .into_iter()
+            .map(|raw| named_server(&config, raw, &origin))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(first) = servers.first() {
+            config.server = first.server.clone();
+        }
+        config.servers = Some(ServerSet {
+            file: origin,
+            servers,
+        });
+    }
+    Ok(config)
+}
+
+/// A file entry with the proxy-wide settings (`base`) filled in where it
+/// gives none, checked as the single server's settings are.
+fn named_server(base: &Config, raw: RawServer, file: &Path) -> Result<NamedServer, ConfigError> {
+    let refuse = |key: &str, problem: String| ConfigError::Server {
+        path: file.to_owned(),
+        server: raw.name.clone(),
+        key: Some(key.to_owned()),
+        problem,
+    };
+    let o = &raw.options;
+    let pool_size = o.pool_size.unwrap_or(base.pool.max_size);
+    if pool_size == 0 {
+        return Err(refuse("pool_size", "must be at least 1".into()));
+    }
+    let min_idle = o.min_idle.unwrap_or(base.pool.min_idle.min(pool_size));
+    if min_idle > pool_size {
+        return Err(refuse(
+            "min_idle",
+            format!("{min_idle} must not exceed the pool size ({pool_size})"),
+        ));
+    }
+    let max_uses = o.max_uses.map_or(base.pool.max_uses, |c| c.0);
+    if max_uses == Some(0) {
+        return Err(refuse(
+            "max_uses",
+            "must be at least 1 (or \"unlimited\")".into(),
+        ));
+    }
+    for (key, value) in [
+        ("create_timeout", o.create_timeout),
+        ("request_timeout", o.request_timeout),
+        ("wait_timeout", o.wait_timeout),
+    ] {
+        if value == Some(Duration::ZERO) {
+            return Err(refuse(key, "must be greater than zero".into()));
+        }
+    }
+    if let Some(dir) = &o.cwd
+        && !dir.is_dir()
+    {
+        return Err(refuse(
+            "cwd",
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let unset_env: Vec<OsString> = match &o.unset_env {
+        None => base.server.unset_env.clone(),
+        Some(keys) => {
+            if let Some(bad) = keys
+                .iter()
+                .find(|k| k.is_empty() || k.contains(['=', '\0']))
+            {
+                return Err(refuse(
+                    "unset_env",
+                    format!("{bad:?} is not a variable name"),
+                ));
+            }
+            keys.iter().map(OsString::from).collect()
+        }
+    };
+    // The proxy-wide `--env` first, the entry's after it (the later wins).
+    let mut env = base.server.env.clone();
+    env.extend(
+        raw.env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    Ok(NamedServer {
+        name: raw.name.clone(),
+        mode: o.mode.unwrap_or(base.mode),
+        pool: PoolSettings {
+            max_size: pool_size,
+            min_idle,
+            max_uses,
+            max_lifetime: o.max_lifetime.map_or(base.pool.max_lifetime, |d| d.0),
+            idle_timeout: o.idle_timeout.map_or(base.pool.idle_timeout, |d| d.0),
+            create_timeout: o.create_timeout.unwrap_or(base.pool.create_timeout),
+            wait_timeout: o.wait_timeout.unwrap_or(base.pool.wait_timeout),
+        },
+        request_timeout: o.request_timeout.unwrap_or(base.request_timeout),
+        server: ServerSpec {
+            command: ServerCommand::Exec {
+                program: raw.program.clone().into(),
+                args: raw.args.iter().map(OsString::from).collect(),
+            },
+            env,
+            unset_env,
+            cwd: o.cwd.clone().or_else(|| base.server.cwd.clone()),
+            stop_timeout: o.stop_timeout.unwrap_or(base.server.stop_timeout),
+            name: raw.name.clone(),
+            stderr: base.server.stderr,
+        },
     })
 }
 
@@ -406,6 +557,19 @@ fn read_token(path: &Path) -> Result<BearerToken, ConfigError> {
         source,
     })?;
     BearerToken::from_file_contents(&contents).map_err(|source| ConfigError::AuthToken {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Read and checked as the token file is (`read_token`): the file's text,
+/// trimmed, must be a usable secret.
+fn read_session_key(path: &Path) -> Result<SessionKey, ConfigError> {
+    let contents = std::fs::read_to_string(path).map_err(|source| ConfigError::SessionKeyFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    SessionKey::from_file_contents(&contents).map_err(|source| ConfigError::SessionKey {
         path: path.to_owned(),
         source,
     })

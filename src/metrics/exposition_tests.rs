@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{
-    METHOD_GET_STREAM, Metrics, Outcome, PoolSnapshot, ProcessSnapshot, Snapshot, StderrSnapshot,
+    METHOD_GET_STREAM, Metrics, Outcome, PoolSnapshot, ProcessSnapshot, ServerSnapshot, Snapshot,
+    StderrSnapshot,
 };
 
 fn sample() -> Snapshot {
@@ -33,6 +34,16 @@ fn sample() -> Snapshot {
             restarts: 2,
             live: 4,
         },
+        servers: vec![ServerSnapshot {
+            server: "srv".into(),
+            up: true,
+            pool: PoolSnapshot {
+                size: 4,
+                max: 8,
+                ..PoolSnapshot::default()
+            },
+            sessions: 3,
+        }],
         sessions: 3,
         sessions_ended: vec![("pressure".into(), 7), ("delete".into(), 1)],
         open_fds: Some(42),
@@ -83,6 +94,12 @@ fn every_family_is_exposed_with_its_type() {
         ("stdiopool_fd_limit", "gauge"),
         ("stdiopool_zombies", "gauge"),
         ("stdiopool_build_info", "gauge"),
+        ("stdiopool_server_up", "gauge"),
+        ("stdiopool_server_pool_size", "gauge"),
+        ("stdiopool_server_pool_idle", "gauge"),
+        ("stdiopool_server_pool_in_use", "gauge"),
+        ("stdiopool_server_pool_max", "gauge"),
+        ("stdiopool_server_sessions", "gauge"),
     ];
     for (name, ty) in families {
         assert!(

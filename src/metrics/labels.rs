@@ -131,3 +131,10 @@ pub(super) struct RequestLabels {
 pub(super) struct MethodLabels {
     pub(super) method: &'static str,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct ServerRequestLabels {
+    pub(super) server: String,
+    pub(super) method: &'static str,
+    pub(super) outcome: &'static str,
+}

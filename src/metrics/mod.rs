@@ -31,7 +31,7 @@ mod labels;
 mod listener;
 
 pub use labels::*;
-use labels::{EraLabels, MethodLabels, RequestLabels};
+use labels::{EraLabels, MethodLabels, RequestLabels, ServerRequestLabels};
 pub use listener::ListenerSnapshot;
 use listener::{ListenerCollector, ListenerSource};
 
@@ -92,11 +92,28 @@ pub struct StderrSnapshot {
     pub suppressed_bytes: u64,
 }
 
+/// One served server's state (`server` label): the servers of a config
+/// file, or the single server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerSnapshot {
+    /// The server name (a config file's entry name, or `--name`): bounded by
+    /// the configuration, never chosen by a client.
+    pub server: String,
+    /// Whether it serves (0: its command could not start, or it is draining).
+    pub up: bool,
+    /// Its pool.
+    pub pool: PoolSnapshot,
+    /// Its open MCP sessions.
+    pub sessions: u64,
+}
+
 /// Everything read at scrape time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The pool.
+    /// The pool (with many servers: the sum of their pools).
     pub pool: PoolSnapshot,
+    /// Each server, labelled by name.
+    pub servers: Vec<ServerSnapshot>,
     /// Server processes.
     pub processes: ProcessSnapshot,
     /// Open MCP sessions.
@@ -150,6 +167,54 @@ fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt
 fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
     let c = ConstCounter::new(value);
     c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn encode_servers(enc: &mut DescriptorEncoder, servers: &[ServerSnapshot]) -> fmt::Result {
+    if servers.is_empty() {
+        return Ok(());
+    }
+    type Read = fn(&ServerSnapshot) -> u64;
+    let gauges: [(&str, &str, Read); 6] = [
+        (
+            "stdiopool_server_up",
+            "Whether the server serves (1) or not (0: its command could not start, or it is draining), by server",
+            |s| u64::from(s.up),
+        ),
+        (
+            "stdiopool_server_pool_size",
+            "Server processes alive (idle + in use + being created), by server",
+            |s| s.pool.size,
+        ),
+        (
+            "stdiopool_server_pool_idle",
+            "Idle server processes, by server",
+            |s| s.pool.idle,
+        ),
+        (
+            "stdiopool_server_pool_in_use",
+            "Server processes checked out or being created, by server",
+            |s| s.pool.in_use,
+        ),
+        (
+            "stdiopool_server_pool_max",
+            "Most server processes allowed at once, by server",
+            |s| s.pool.max,
+        ),
+        (
+            "stdiopool_server_sessions",
+            "Open MCP sessions, by server",
+            |s| s.sessions,
+        ),
+    ];
+    let kind = ConstGauge::new(0u64).metric_type();
+    for (name, help, read) in gauges {
+        let mut family = enc.encode_descriptor(name, help, None, kind)?;
+        for s in servers {
+            let labels = [("server", s.server.as_str())];
+            ConstGauge::new(read(s)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 fn encode_stderr(enc: &mut DescriptorEncoder, stderr: &[StderrSnapshot]) -> fmt::Result {
@@ -332,6 +397,7 @@ impl Collector for SnapshotCollector {
             "Zombie child processes not yet reaped",
             s.zombies,
         )?;
+        encode_servers(e, &s.servers)?;
         encode_stderr(e, &s.stderr)?;
         Ok(())
     }
@@ -341,6 +407,7 @@ impl Collector for SnapshotCollector {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    server_requests: Family<ServerRequestLabels, Counter>,
     duration: Family<MethodLabels, Histogram, fn() -> Histogram>,
     eras: Family<EraLabels, Counter>,
     source: SharedSource,
@@ -374,6 +441,12 @@ impl Metrics {
             "MCP requests handled, by JSON-RPC method and outcome",
             requests.clone(),
         );
+        let server_requests = Family::<ServerRequestLabels, Counter>::default();
+        registry.register(
+            "stdiopool_server_requests",
+            "MCP requests that reached a server's endpoint, by server, JSON-RPC method and outcome",
+            server_requests.clone(),
+        );
         let duration: Family<MethodLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         registry.register_with_unit(
@@ -401,6 +474,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            server_requests,
             duration,
             eras,
             source,
@@ -434,13 +508,7 @@ impl Metrics {
     /// Records one request. `method` goes through [`method_label`] unless it
     /// is already one of the `METHOD_*` constants.
     pub fn observe_request(&self, method: &str, outcome: Outcome, elapsed: Duration) {
-        let method = match method {
-            METHOD_RESPONSE => METHOD_RESPONSE,
-            METHOD_INVALID => METHOD_INVALID,
-            METHOD_GET_STREAM => METHOD_GET_STREAM,
-            METHOD_DELETE => METHOD_DELETE,
-            other => method_label(other),
-        };
+        let method = bounded_method(method);
         self.requests
             .get_or_create(&RequestLabels {
                 method,
@@ -452,11 +520,40 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// As [`Metrics::observe_request`], and counted for `server` too.
+    pub fn observe_server_request(
+        &self,
+        server: &str,
+        method: &str,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
+        self.observe_request(method, outcome, elapsed);
+        self.server_requests
+            .get_or_create(&ServerRequestLabels {
+                server: server.to_owned(),
+                method: bounded_method(method),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn encode(&self) -> Result<String, fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// The `method` label: one of the `METHOD_*` constants as is, else [`method_label`].
+fn bounded_method(method: &str) -> &'static str {
+    match method {
+        METHOD_RESPONSE => METHOD_RESPONSE,
+        METHOD_INVALID => METHOD_INVALID,
+        METHOD_GET_STREAM => METHOD_GET_STREAM,
+        METHOD_DELETE => METHOD_DELETE,
+        other => method_label(other),
     }
 }
 
@@ -503,5 +600,57 @@ mod tests {
         m.observe_request("ping", Outcome::Ok, Duration::from_millis(2));
         let text = m.encode().unwrap();
         assert!(text.contains("stdiopool_requests_total{method=\"ping\",outcome=\"ok\"} 1"));
+    }
+
+    #[test]
+    fn server_requests_carry_the_server_label_and_count_in_the_totals() {
+        let m = Metrics::new();
+        m.observe_server_request("time", "tools/call", Outcome::Ok, Duration::from_millis(1));
+        m.observe_server_request("fs", "tools/call", Outcome::Ok, Duration::from_millis(1));
+        let text = m.encode().unwrap();
+        assert!(text.contains(
+            "stdiopool_server_requests_total{server=\"time\",method=\"tools/call\",outcome=\"ok\"} 1\n"
+        ), "{text}");
+        assert!(text.contains(
+            "stdiopool_server_requests_total{server=\"fs\",method=\"tools/call\",outcome=\"ok\"} 1\n"
+        ), "{text}");
+        assert!(
+            text.contains("stdiopool_requests_total{method=\"tools/call\",outcome=\"ok\"} 2\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn server_gauges_are_labelled_by_server() {
+        let m = Metrics::new();
+        m.set_source(Arc::new(|| Snapshot {
+            servers: vec![
+                ServerSnapshot {
+                    server: "a".into(),
+                    up: true,
+                    pool: PoolSnapshot {
+                        size: 2,
+                        max: 4,
+                        ..PoolSnapshot::default()
+                    },
+                    sessions: 1,
+                },
+                ServerSnapshot {
+                    server: "b".into(),
+                    ..ServerSnapshot::default()
+                },
+            ],
+            ..Snapshot::default()
+        }));
+        let text = m.encode().unwrap();
+        for line in [
+            "stdiopool_server_up{server=\"a\"} 1\n",
+            "stdiopool_server_up{server=\"b\"} 0\n",
+            "stdiopool_server_pool_size{server=\"a\"} 2\n",
+            "stdiopool_server_pool_max{server=\"a\"} 4\n",
+            "stdiopool_server_sessions{server=\"a\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

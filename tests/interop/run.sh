@@ -20,8 +20,17 @@
 # against the proxy in front of tests/interop/conformance_server.py in both modes, with
 # tests/interop/conformance-baseline-<mode>.yml as its expected-failures baseline, and in pooled
 # mode the suite's 2026-07-28 requirements (0.2.0-alpha.12) with conformance-baseline-2026.yml.
-# Last, the OAuth row (oauth_interop.sh): the Python SDK's OAuth client through stdiopool as a
-# resource server of a real authorization server.
+# Then the server-list row (pooled/servers): one stdiopool serving server-everything,
+# mcp-server-time and conformance_server.py from one Claude-style JSON file (--config), every
+# client on each server's /servers/<name>/mcp (and the legacy SSE clients on its
+# /servers/<name>/sse). Then the OAuth row (oauth_interop.sh): the Python SDK's OAuth client
+# through stdiopool as a resource server of a real authorization server. Each client row also
+# runs the SDKs' clients of the legacy HTTP+SSE transport (2024-11-05) against the proxy's /sse:
+# the Python SDK's sse_client + ClientSession and the TypeScript SDK's SSEClientTransport
+# (py_sse_client.py, ts_sse_client.mjs), each also checking that closing the stream ends the
+# session. Last, the scale-out rows (scaleout/scaleout.sh): three instances behind real HAProxy
+# and nginx (pooled: round robin with a shared session key, and one instance stopped mid-load;
+# session: nginx header routing, HAProxy learned stickiness).
 #
 # Prints one line per matrix cell, writes target/interop/results/matrix.md, and ends with a plain
 # `N passed, M failed` line counting cells. Exits non-zero when any cell fails. Every step is
@@ -30,8 +39,14 @@
 # Knobs: INTEROP_POOL_SIZE (default 2; the client rows), INTEROP_CONFORMANCE_POOL_SIZE (the
 # suite's rows; default: none given, so the proxy's own default, the number of CPUs),
 # INTEROP_ONLY="<mode>/<server>" to run one row (e.g. session/everything, pooled/conformance,
-# pooled/oauth).
+# pooled/servers, pooled/oauth, pooled/scaleout-stop, session/scaleout-nginx); INTEROP_CLIENTS=sse
+# to run, in the client rows, only the legacy SSE clients' cells (and no conformance, OAuth or
+# scale-out row).
 set -uo pipefail
+
+# Every proxy started here stops at once on SIGTERM (no /readyz 503 phase first): nothing balances
+# in front of them. The scale-out cells give their instances an explicit --drain-delay.
+export STDIOPOOL_DRAIN_DELAY="${STDIOPOOL_DRAIN_DELAY:-0}"
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -44,7 +59,7 @@ self_test=0
 bin=""
 case "${1:-}" in
     --self-test) self_test=1 ;;
-    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,44p' "$0"; exit 0 ;;
     "") ;;
     *) bin="$1" ;;
 esac
@@ -281,6 +296,19 @@ client_cells() {
         "$node" "$here/ts2_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" --era "$era"
 }
 
+# legacy_sse_cells <server-label> <mode> <sse-url> <tool> <args> <expect> <extra flags...>: the
+# SDKs' clients of the legacy HTTP+SSE transport (2024-11-05) against the proxy's /sse.
+legacy_sse_cells() {
+    local server="$1" mode="$2" url="$3" tool="$4" args="$5" want="$6"
+    shift 6
+    local tag="${mode}-${server}"
+    run_cell "python sse_client (2024-11-05)" "$server" "$mode" 120 "$out/$tag-py-sse.log" \
+        "$py" "$here/py_sse_client.py" "$url" --tool "$tool" --args "$args" --expect "$want" "$@"
+    run_cell "typescript SSEClientTransport" "$server" "$mode" 120 "$out/$tag-ts-sse.log" \
+        "$node" "$here/ts_sse_client.mjs" "$url" --tool "$tool" --args "$args" --expect "$want" "$@"
+}
+sse_only() { [[ "${INTEROP_CLIENTS:-}" == sse ]]; }
+
 everything_cmd=("$node" "$everything_js" stdio)
 time_cmd=("$dest/venv/bin/mcp-server-time" --local-timezone UTC)
 fixture_cmd=("$py" "$here/conformance_server.py")
@@ -382,8 +410,9 @@ else
                 continue
             fi
             url="http://127.0.0.1:$proxy_port/mcp"
-            client_cells "$label" "$mode" "$url" "${tool[@]}" "${extra[@]}"
-            if [[ "$mode" == session && "$server" == everything ]]; then
+            sse_only || client_cells "$label" "$mode" "$url" "${tool[@]}" "${extra[@]}"
+            legacy_sse_cells "$label" "$mode" "http://127.0.0.1:$proxy_port/sse" "${tool[@]}" "${extra[@]}"
+            if ! sse_only && [[ "$mode" == session && "$server" == everything ]]; then
                 # Clients that never DELETE (docs/PROXY.md, "Sessions under pressure"): 100 of
                 # them in a row on this small pool, then an evicted one that starts anew.
                 run_cell "typescript SDK, 100 sessions" "$label" "$mode" 600 "$out/$mode-$server-ts-sessions.log" \
@@ -393,7 +422,7 @@ else
             fi
             stop_cell "$label" "$mode" "$out/stop-$mode-$server.log"
         done
-        selected "$mode" conformance || continue
+        selected "$mode" conformance && ! sse_only || continue
         # The suite opens a fresh session per scenario (31) and never ends one (no DELETE), as a
         # user's clients would: at the default pool size, session mode must make room by ending
         # the sessions idle longest (session eviction, docs/PROXY.md), not by a bigger pool.
@@ -436,11 +465,100 @@ else
     done
 fi
 
+# One stdiopool, three servers from one Claude Desktop-style file (docs/PROXY.md, "Many servers"):
+# each client on each server's own route.
+# start_proxy_config <log> <file>: start stdiopool --config <file>; wait for /healthz, /readyz,
+# then every listed server's /servers/<name>/readyz.
+start_proxy_config() {
+    proxy_log="$1"
+    local file="$2" names="$3"
+    proxy_port="$(free_port)"
+    "$bin" --listen "127.0.0.1:$proxy_port" --pool-size "${INTEROP_POOL_SIZE:-2}" \
+        --log-filter info --config "$file" >"$proxy_log" 2>&1 &
+    proxy_pid=$!
+    own_pids+=("$proxy_pid")
+    local deadline=$((SECONDS + 90)) probe
+    for probe in healthz readyz $(for n in $names; do echo "servers/$n/readyz"; done); do
+        until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$proxy_port/$probe"; do
+            if ! kill -0 "$proxy_pid" 2>/dev/null; then
+                echo "stdiopool exited before /$probe answered; its log:"
+                tail -n 20 "$proxy_log"
+                return 1
+            fi
+            if ((SECONDS > deadline)); then
+                echo "stdiopool: /$probe not 200 within 90s; its log:"
+                tail -n 20 "$proxy_log"
+                return 1
+            fi
+            sleep 0.2
+        done
+    done
+}
+
+if ((!self_test)) && selected pooled servers; then
+    servers_file="$out/servers.json"
+    "$py" - "$servers_file" "${everything_cmd[@]}" -- "${time_cmd[@]}" -- "${fixture_cmd[@]}" <<'PY'
+import json, sys
+out, rest = sys.argv[1], sys.argv[2:]
+cmds, cur = [], []
+for a in rest + ["--"]:
+    if a == "--":
+        cmds.append(cur)
+        cur = []
+    else:
+        cur.append(a)
+names = ["everything", "time", "fixture"]
+servers = {n: {"command": c[0], "args": c[1:]} for n, c in zip(names, cmds)}
+with open(out, "w") as f:
+    json.dump({"mcpServers": servers}, f, indent=2)
+PY
+    fixture_tool=(test_simple_text '{}' 'This is a simple text response for testing.')
+    echo "---- pooled mode, three servers from one file: stdiopool --config $servers_file"
+    if ! start_proxy_config "$out/proxy-pooled-servers.log" "$servers_file" "everything time fixture" >"$out/start-pooled-servers.log" 2>&1; then
+        record "stdiopool start" "servers.json (3 servers)" pooled FAIL "$(tail -n 1 "$out/start-pooled-servers.log")"
+        sed 's/^/    | /' "$out/start-pooled-servers.log"
+        abandon_proxy
+    else
+        base="http://127.0.0.1:$proxy_port/servers"
+        for entry in everything:server-everything time:mcp-server-time fixture:conformance_server.py; do
+            name="${entry%%:*}"
+            case "$name" in
+                everything) tool=("${everything_tool[@]}") ;;
+                time) tool=("${time_tool[@]}") ;;
+                fixture) tool=("${fixture_tool[@]}") ;;
+            esac
+            sse_only || client_cells "servers.json:${entry#*:}" pooled "$base/$name/mcp" "${tool[@]}"
+            legacy_sse_cells "servers.json:${entry#*:}" pooled "$base/$name/sse" "${tool[@]}"
+        done
+        stop_cell "servers.json (3 servers)" pooled "$out/stop-pooled-servers.log"
+    fi
+fi
+
 # OAuth: stdiopool as an OAuth resource server between a real authorization server
 # (oidc-provider) and the Python SDK's OAuth client (oauth_interop.sh, docs/DEPLOY.md).
-if ((!self_test)) && selected pooled oauth; then
+if ((!self_test)) && selected pooled oauth && ! sse_only; then
     run_cell "python OAuth client_credentials" "time + oidc-provider" pooled 300 "$out/pooled-oauth.log" \
         bash "$here/oauth_interop.sh" "$bin"
+fi
+
+# Scale-out (tests/interop/scaleout/): three instances behind real HAProxy and nginx from the
+# Debian packages, driven by Python SDK sessions; one cell per balancer setup (docs/DEPLOY.md).
+if ((!self_test)) && ! sse_only; then
+    for case_name in pooled-haproxy pooled-nginx pooled-stop pooled-stop-nginx session-nginx session-haproxy session-haproxy-prefix; do
+        selected "${case_name%%-*}" "scaleout-${case_name#*-}" || continue
+        case "$case_name" in
+            pooled-haproxy) what="python SDK, 500 calls, round robin" ;;
+            pooled-nginx) what="python SDK, 500 calls, round robin" ;;
+            pooled-stop | pooled-stop-nginx) what="python SDK, 1 of 3 stopped mid-load" ;;
+            session-nginx) what="python SDK, 60 sessions, header map" ;;
+            session-haproxy) what="python SDK, 60 sessions, learned stick" ;;
+            session-haproxy-prefix) what="python SDK, 60 sessions, use-server" ;;
+        esac
+        balancer="haproxy"
+        [[ "$case_name" == *nginx ]] && balancer="nginx"
+        SCALEOUT_LOGS="$out/scaleout" run_cell "$what" "3 x stdiopool + $balancer" "${case_name%%-*}" 600 \
+            "$out/scaleout-$case_name.log" bash "$here/scaleout/scaleout.sh" "$bin" "$case_name"
+    done
 fi
 
 {

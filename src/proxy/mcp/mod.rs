@@ -10,8 +10,9 @@
 //! - [`modern`]: MCP 2026-07-28 ("stateless") requests, in either mode: a
 //!   layer on the route takes them aside before the mode's handlers.
 //!
-//! Room for more fronts (the legacy HTTP+SSE transport) is one more module
-//! and one more arm in [`mcp_router`].
+//! - [`legacy_sse`]: the 2024-11-05 HTTP+SSE transport (`/sse`, `/messages`),
+//!   in either mode, merged beside the endpoint by [`mcp_router`].
+//!
 //! What every mode shares sits here: the state, [`admit`] (shutdown,
 //! session lookup, message shape), DELETE, and the mapping of pool failures.
 //!
@@ -22,11 +23,13 @@
 
 mod calls;
 mod initialize;
+pub mod legacy_sse;
 mod modern;
 mod pooled;
 pub(crate) mod record;
 pub(crate) mod relay;
 mod session;
+mod session_token;
 mod sessions;
 pub mod sse;
 
@@ -41,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::calls::{Ending, raw};
 use self::record::{Reply, Tally, respond};
+pub(crate) use self::session_token::SessionSigner;
 pub(crate) use self::sessions::Sessions;
 use self::sessions::{EndReason, Session};
 use super::transport::error::ProxyError;
@@ -51,6 +55,7 @@ use crate::config::{Config, Mode};
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response};
 use crate::metrics::{METHOD_DELETE, METHOD_RESPONSE, Outcome};
 use crate::pool::{Pool, PoolError, Pooled, TimeoutStage};
+use crate::proxy::transport::session_id::SessionId;
 use crate::upstream::connection::{Connection, OutgoingRequest};
 use crate::upstream::manager::{UpstreamError, UpstreamManager};
 
@@ -68,6 +73,11 @@ pub struct McpState {
     pub(crate) parked: Arc<modern::ParkedCalls>,
     /// Pooled mode: the tools' `Mcp-Param-*` rules, for modern calls.
     pub(crate) tool_catalog: Arc<modern::ToolCatalog>,
+    /// Pooled mode with `--session-key-file`: mints and checks signed ids.
+    pub(crate) signer: Option<SessionSigner>,
+    /// Fired on SIGTERM: `/readyz` answers 503 while requests are still
+    /// served, until the drain delay is over and shutdown starts.
+    pub(crate) draining: CancellationToken,
 }
 
 impl McpState {
@@ -80,8 +90,51 @@ impl McpState {
     /// in flight are left to finish within the grace period; the sessions
     /// (and their processes) end after it (`app::Proxy::serve`).
     pub fn begin_shutdown(&self) {
+        self.draining.cancel();
         self.shutdown.cancel();
         self.sessions.close_streams();
+    }
+
+    /// A new session id: signed when a key is set (pooled mode), else local
+    /// to this instance; either way led by this instance's id.
+    fn mint_session_id(&self, params: Option<&Value>) -> Result<SessionId, ProxyError> {
+        match &self.signer {
+            Some(signer) => Ok(signer.mint(params)?),
+            None => Ok(SessionId::generate_for(&self.config.instance_id)?),
+        }
+    }
+
+    /// The live session `id` names. A signed id that verifies under the key
+    /// is a session of this deployment wherever it was minted: it is taken
+    /// into this instance's store (so relays answered here find it, and the
+    /// idle reaper forgets it). Anything else unknown is 404; one minted by
+    /// another instance says so ([`not_found`]).
+    fn find_session(&self, id: &SessionId) -> Result<Arc<Session>, ProxyError> {
+        if let Some(session) = self.sessions.get(id) {
+            return Ok(session);
+        }
+        if let Some(params) = self.signer.as_ref().and_then(|s| s.verify_live(id)) {
+            return Ok(self
+                .sessions
+                .adopt(Session::pooled(id.clone(), Some(params))));
+        }
+        Err(self.not_found(id))
+    }
+
+    /// The 404 for an unknown session: it names the owner when a local id
+    /// was minted by another instance (misrouted: visible, not silent). A
+    /// signed id that did not verify gets the plain 404, like any unknown.
+    fn not_found(&self, id: &SessionId) -> ProxyError {
+        let here = self.config.instance_id.as_str();
+        if id.is_signed() || id.owner() == here {
+            return ProxyError::SessionNotFound;
+        }
+        tracing::info!(session = ?id, owner = id.owner(), "a request for a session of another instance");
+        ProxyError::SessionElsewhere {
+            owner: id.owner().to_owned(),
+            here: here.to_owned(),
+            session: format!("{id:?}"),
+        }
     }
 }
 
@@ -94,10 +147,20 @@ pub fn mcp_router(path: &str, state: Arc<McpState>) -> Router {
     };
     // Modern (2026-07-28) requests are taken aside before the mode's handlers.
     let era = axum::middleware::from_fn_with_state(state.clone(), modern::divert);
-    Router::new()
+    let router = Router::new()
         .route(path, methods)
         .route_layer(era)
-        .with_state(state)
+        .with_state(state.clone());
+    // The legacy HTTP+SSE transport beside it, at `/sse` and `/messages`
+    // (docs/PROXY.md), unless the endpoint itself was put at one of those.
+    if [legacy_sse::SSE_PATH, legacy_sse::MESSAGES_PATH].contains(&path) {
+        tracing::warn!(
+            path,
+            "the MCP path hides the legacy SSE transport's route of the same name; the legacy transport is not served"
+        );
+        return router;
+    }
+    router.merge(legacy_sse::legacy_sse_router(state))
 }
 
 type Shared = State<Arc<McpState>>;
@@ -146,7 +209,8 @@ fn admit(st: &McpState, post: McpPost) -> Result<Admitted, ProxyError> {
     if post.message.is_initialize() {
         if post
             .session
-            .is_some_and(|id| st.sessions.get(&id).is_some())
+            .as_ref()
+            .is_some_and(|id| st.sessions.get(id).is_some())
         {
             return Err(ProxyError::InvalidRequest(
                 "this session is already initialized; initialize without Mcp-Session-Id to start a new one".into(),
@@ -160,10 +224,7 @@ fn admit(st: &McpState, post: McpPost) -> Result<Admitted, ProxyError> {
         return Ok(Admitted::Initialize { id, method, params });
     }
     let session_id = post.session.ok_or(ProxyError::SessionRequired)?;
-    let session = st
-        .sessions
-        .get(&session_id)
-        .ok_or(ProxyError::SessionNotFound)?;
+    let session = st.find_session(&session_id)?;
     session.touch();
     Ok(match (post.message.kind, post.message.message) {
         (MessageKind::Request { .. }, Message::Request { id, method, params }) => {
@@ -299,13 +360,22 @@ fn local_answer(id: &Id, result: Value) -> Reply {
 }
 
 /// DELETE: ends the session (in session mode its process is destroyed).
+/// A signed id that verifies is ended here if this instance holds it, is
+/// answered 200 either way (a pooled session holds nothing to free), and is
+/// refused here from then on; other instances keep accepting it
+/// (docs/DEPLOY.md, "Limits").
 async fn delete(State(st): Shared, del: McpDelete) -> Response {
-    let result = match st.sessions.remove(&del.session, EndReason::Delete) {
-        Some(_) => Ok(Reply::Done(
+    let ok = || {
+        Ok(Reply::Done(
             axum::http::StatusCode::OK.into_response(),
             Outcome::Ok,
-        )),
-        None => Err(ProxyError::SessionNotFound),
+        ))
+    };
+    let signed = st.signer.as_ref().is_some_and(|s| s.delete(&del.session));
+    let result = match st.sessions.remove(&del.session, EndReason::Delete) {
+        Some(_) => ok(),
+        None if signed => ok(),
+        None => Err(st.not_found(&del.session)),
     };
     respond(METHOD_DELETE, result)
 }

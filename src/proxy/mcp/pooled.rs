@@ -25,7 +25,6 @@ use crate::metrics::Outcome;
 use crate::proxy::transport::error::ProxyError;
 use crate::proxy::transport::negotiate::ReplyFormat;
 use crate::proxy::transport::request::{ALLOW_WITHOUT_GET, McpPost, with_method_fallback};
-use crate::proxy::transport::session_id::SessionId;
 use crate::upstream::connection::OutgoingRequest;
 
 /// POST and DELETE; no GET stream (405 with `Allow: POST, DELETE`).
@@ -62,13 +61,14 @@ async fn handle(st: &McpState, post: McpPost, tally: Tally) -> Result<Reply, Pro
 }
 
 fn initialize(st: &McpState, id: &Id, params: Option<Value>) -> Result<Reply, ProxyError> {
-    let session_id = SessionId::generate()?;
+    let session_id = st.mint_session_id(params.as_ref())?;
     let requested = params
         .as_ref()
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str);
     let result = pooled_initialize_result(&st.initialize_result, requested);
-    st.sessions.insert(Session::pooled(session_id, params));
+    st.sessions
+        .insert(Session::pooled(session_id.clone(), params));
     let reply = json_reply(raw(&response(id, result)));
     Ok(Reply::Done(
         with_session_id(reply, &session_id),

@@ -1,7 +1,7 @@
 //! The one path that counts every request in the metrics: method, outcome
 //! and latency.
 //!
-//! [`record_requests`] is a layer outside the transport checks. It starts a
+//! [`record_server_requests`] is a layer outside the transport checks. It starts a
 //! [`Tally`] for each request and, when the response comes back, records it
 //! from what the handler put on the response ([`Served`]): the method and
 //! outcome of a finished reply, or nothing yet for a forwarded call, whose
@@ -33,14 +33,17 @@ pub(crate) struct Tally(Option<Arc<TallyInner>>);
 #[derive(Debug)]
 struct TallyInner {
     metrics: Arc<Metrics>,
+    /// The served server, counted under its `server` label too.
+    server: Option<Arc<str>>,
     start: Instant,
     recorded: AtomicBool,
 }
 
 impl Tally {
-    fn start(metrics: Arc<Metrics>) -> Tally {
+    fn start(metrics: Arc<Metrics>, server: Option<Arc<str>>) -> Tally {
         Tally(Some(Arc::new(TallyInner {
             metrics,
+            server,
             start: Instant::now(),
             recorded: AtomicBool::new(false),
         })))
@@ -65,14 +68,22 @@ impl Tally {
         if let Some(inner) = &self.0
             && !inner.recorded.swap(true, Ordering::AcqRel)
         {
-            inner
-                .metrics
-                .observe_request(method, outcome, inner.start.elapsed());
+            match &inner.server {
+                Some(server) => inner.metrics.observe_server_request(
+                    server,
+                    method,
+                    outcome,
+                    inner.start.elapsed(),
+                ),
+                None => inner
+                    .metrics
+                    .observe_request(method, outcome, inner.start.elapsed()),
+            }
         }
     }
 }
 
-/// The request's tally; a router without [`record_requests`] gets one that
+/// The request's tally; a router without [`record_server_requests`] gets one that
 /// records nothing (the handlers need not care).
 impl<S: Send + Sync> FromRequestParts<S> for Tally {
     type Rejection = Infallible;
@@ -86,7 +97,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Tally {
     }
 }
 
-/// What a handler's reply tells [`record_requests`].
+/// What a handler's reply tells [`record_server_requests`].
 #[derive(Debug, Clone)]
 enum Served {
     /// Finished: record now.
@@ -104,7 +115,7 @@ pub(crate) enum Reply {
     Forwarded(Response),
 }
 
-/// The response for a handler's result, marked for [`record_requests`].
+/// The response for a handler's result, marked for [`record_server_requests`].
 pub(crate) fn respond(method: &str, result: Result<Reply, ProxyError>) -> Response {
     let (mut response, served) = match result {
         Ok(Reply::Done(response, outcome)) => (
@@ -130,14 +141,26 @@ pub(crate) fn respond(method: &str, result: Result<Reply, ProxyError>) -> Respon
     response
 }
 
-/// Middleware: starts each request's [`Tally`] and records what the handler
-/// reports, or counts a refusal that never reached a handler.
-pub(crate) async fn record_requests(
-    State(metrics): State<Arc<Metrics>>,
-    mut request: Request,
+/// Where [`record_server_requests`] counts: the registry and the server's name.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerMetrics {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) server: Arc<str>,
+}
+
+/// Middleware, one layer per served server: starts each request's
+/// [`Tally`] and records what the handler reports, or counts a refusal that
+/// never reached a handler; counted in the totals and under the server's
+/// `server` label.
+pub(crate) async fn record_server_requests(
+    State(at): State<ServerMetrics>,
+    request: Request,
     next: Next,
 ) -> Response {
-    let tally = Tally::start(metrics);
+    record(Tally::start(at.metrics, Some(at.server)), request, next).await
+}
+
+async fn record(tally: Tally, mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(tally.clone());
     let response = next.run(request).await;
     match response.extensions().get::<Served>() {
@@ -163,7 +186,7 @@ mod tests {
     #[test]
     fn a_tally_records_once_whoever_records_first() {
         let metrics = Arc::new(Metrics::new());
-        let tally = Tally::start(metrics.clone());
+        let tally = Tally::start(metrics.clone(), None);
         tally.clone().record("tools/call", Outcome::Ok);
         tally.record("tools/call", Outcome::Cancelled);
         let text = metrics.encode().unwrap();

@@ -30,7 +30,6 @@ use crate::pool::{PoolError, Pooled, TimeoutStage};
 use crate::proxy::transport::error::ProxyError;
 use crate::proxy::transport::negotiate::ReplyFormat;
 use crate::proxy::transport::request::{ALLOW_WITH_GET, McpGet, McpPost, with_method_fallback};
-use crate::proxy::transport::session_id::SessionId;
 use crate::upstream::connection::{Connection, OutgoingRequest};
 use crate::upstream::manager::UpstreamManager;
 
@@ -93,7 +92,7 @@ async fn initialize(
     method: String,
     params: Option<Value>,
 ) -> Result<Reply, ProxyError> {
-    let session_id = SessionId::generate()?;
+    let session_id = st.mint_session_id(None)?;
     // A warm spawned process, not yet initialized: the client's own
     // initialize is its handshake.
     let conn = checkout(st).await?;
@@ -107,7 +106,7 @@ async fn initialize(
         Pooled::discard(conn);
         return Ok(Reply::Done(reply, ending.outcome()));
     }
-    let session = Session::new(session_id, Some(conn));
+    let session = Session::new(session_id.clone(), Some(conn));
     if let Some(messages) = messages {
         spawn_router(&session, messages);
     }
@@ -124,7 +123,7 @@ async fn initialize(
 /// for a process up to `--wait-timeout` (then 503). Each `initialize` that
 /// finds the pool full ends at most one session, so concurrent ones make
 /// room for each other without ending more sessions than they need.
-async fn checkout(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
+pub(super) async fn checkout(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
     let conn = match st.pool.try_get().await {
         Ok(conn) => conn,
         Err(PoolError::Timeout(TimeoutStage::Wait)) => {
@@ -168,10 +167,7 @@ async fn get_mcp(State(st): Shared, get: McpGet) -> Response {
         if st.shutdown.is_cancelled() {
             return Err(ProxyError::ShuttingDown);
         }
-        let session = st
-            .sessions
-            .get(&get.session)
-            .ok_or(ProxyError::SessionNotFound)?;
+        let session = st.find_session(&get.session)?;
         let slot = st.sessions.stream_slot()?;
         Ok((session.open_stream()?, slot))
     })()

@@ -131,6 +131,13 @@ impl Session {
         session
     }
 
+    /// Pooled mode, legacy SSE transport: the client's `initialize` params,
+    /// which arrive after its session was made (at `GET .../sse`). Returns
+    /// whether they were set (once only).
+    pub(crate) fn set_client_initialize(&self, params: Value) -> bool {
+        self.client_initialize.set(params).is_ok()
+    }
+
     /// Pooled mode: the client's `initialize` params.
     pub(crate) fn client_initialize(&self) -> Option<&Value> {
         self.client_initialize.get()
@@ -402,7 +409,17 @@ impl Sessions {
     }
 
     pub(crate) fn insert(&self, session: Arc<Session>) {
-        lock(&self.map).insert(session.id, session);
+        lock(&self.map).insert(session.id.clone(), session);
+    }
+
+    /// Takes in a session minted elsewhere (a verified signed id); when a
+    /// concurrent request took it in first, that one is kept and returned,
+    /// so one id is one session here.
+    pub(crate) fn adopt(&self, session: Arc<Session>) -> Arc<Session> {
+        lock(&self.map)
+            .entry(session.id.clone())
+            .or_insert(session)
+            .clone()
     }
 
     /// A live session; one whose process died is ended and forgotten (the
@@ -444,7 +461,7 @@ impl Sessions {
         let now = Instant::now();
         let mut candidates: Vec<(Instant, SessionId)> = map
             .values()
-            .filter_map(|s| s.quiet_since().map(|since| (since, s.id)))
+            .filter_map(|s| s.quiet_since().map(|since| (since, s.id.clone())))
             .filter(|(since, _)| now.duration_since(*since) >= quiet_for)
             .collect();
         candidates.sort_by_key(|(since, _)| *since);
@@ -479,12 +496,12 @@ impl Sessions {
             .values()
             .filter_map(|s| {
                 if s.conn().is_some_and(Connection::is_broken) {
-                    Some((s.id, EndReason::ProcessExit))
+                    Some((s.id.clone(), EndReason::ProcessExit))
                 } else if s
                     .idle_since()
                     .is_some_and(|since| now.duration_since(since) >= timeout)
                 {
-                    Some((s.id, EndReason::IdleTimeout))
+                    Some((s.id.clone(), EndReason::IdleTimeout))
                 } else {
                     None
                 }

@@ -67,6 +67,20 @@ pub enum ProxyError {
     /// 404 / -32005: unknown or ended session; the client re-initializes.
     #[error("Session not found")]
     SessionNotFound,
+    /// 404 / -32005: the session id names another instance as its owner
+    /// (a balancer that does not route by session); the client
+    /// re-initializes, and the operator sees where the request should have gone.
+    #[error(
+        "Session not found: session {session} belongs to instance {owner:?}, not this one ({here:?}); route by the Mcp-Session-Id prefix (docs/DEPLOY.md)"
+    )]
+    SessionElsewhere {
+        /// The session id's owner.
+        owner: String,
+        /// This instance.
+        here: String,
+        /// The id as logged (owner and a short prefix only).
+        session: String,
+    },
     /// 405 / -32000 with `Allow`.
     #[error("Method Not Allowed: use {allow}")]
     MethodNotAllowed {
@@ -135,7 +149,9 @@ impl ProxyError {
             | ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ForbiddenOrigin(_) | ProxyError::ForbiddenHost(_) => StatusCode::FORBIDDEN,
-            ProxyError::SessionNotFound => StatusCode::NOT_FOUND,
+            ProxyError::SessionNotFound | ProxyError::SessionElsewhere { .. } => {
+                StatusCode::NOT_FOUND
+            }
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ProxyError::StreamAlreadyOpen => StatusCode::CONFLICT,
@@ -154,7 +170,9 @@ impl ProxyError {
         match self {
             ProxyError::Parse(_) => codes::PARSE_ERROR,
             ProxyError::InvalidRequest(_) => codes::INVALID_REQUEST,
-            ProxyError::SessionNotFound => codes::SESSION_NOT_FOUND,
+            ProxyError::SessionNotFound | ProxyError::SessionElsewhere { .. } => {
+                codes::SESSION_NOT_FOUND
+            }
             ProxyError::Internal(_) => codes::INTERNAL_ERROR,
             ProxyError::UpstreamUnavailable { .. } => codes::UPSTREAM_UNAVAILABLE,
             _ => codes::TRANSPORT_ERROR,
@@ -173,6 +191,7 @@ impl ProxyError {
             ProxyError::ForbiddenOrigin(_) => "forbidden_origin",
             ProxyError::ForbiddenHost(_) => "forbidden_host",
             ProxyError::SessionNotFound => "session_not_found",
+            ProxyError::SessionElsewhere { .. } => "session_elsewhere",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
             ProxyError::NotAcceptable { .. } => "not_acceptable",
             ProxyError::StreamAlreadyOpen => "stream_already_open",

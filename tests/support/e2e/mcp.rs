@@ -40,6 +40,45 @@ impl Mcp {
         Self::connect_with(proxy, json!({}), None).await
     }
 
+    /// Initializes a session at the MCP endpoint `path` of `proxy` (one of a
+    /// server list's `/servers/<name>/mcp`).
+    pub async fn connect_path(proxy: &ProxyProcess, path: &str) -> Mcp {
+        let reply = Req::new(proxy.addr, Method::POST, path)
+            .header("accept", ACCEPT_BOTH)
+            .header("content-type", "application/json")
+            .body(initialize_body(0, json!({})).to_string())
+            .send()
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "initialize at {path}: {}",
+            reply.text()
+        );
+        let session = reply
+            .header("mcp-session-id")
+            .expect("initialize reply without Mcp-Session-Id")
+            .to_owned();
+        let mcp = Mcp {
+            addr: proxy.addr,
+            path: path.to_owned(),
+            session,
+            token: None,
+            next_id: AtomicU64::new(1),
+        };
+        let reply = mcp
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::ACCEPTED,
+            "initialized: {}",
+            reply.text()
+        );
+        mcp
+    }
+
     /// Initializes a session with `capabilities` and an optional bearer token.
     pub async fn connect_with(
         proxy: &ProxyProcess,

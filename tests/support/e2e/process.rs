@@ -107,6 +107,10 @@ impl ProxyProcess {
             }
             None => Command::new(BIN),
         };
+        // SIGTERM drains at once unless a test asks for the drain delay
+        // (`--drain-delay` or this variable in `env`): every test stops its
+        // proxy with SIGTERM, and the delay is for load balancers.
+        command.env("STDIOPOOL_DRAIN_DELAY", "0");
         for (key, value) in env {
             match value {
                 Some(v) => command.env(key, v),
@@ -134,6 +138,12 @@ impl ProxyProcess {
                 seen.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(url) = line.strip_prefix("connect an MCP client to: ") {
                     let _ = tx.send(url.trim().to_owned());
+                }
+                // A server list (`--config` with servers): the listing's URL.
+                if let Some(rest) = line.strip_prefix("servers: ")
+                    && let Some(url) = rest.split_whitespace().next()
+                {
+                    let _ = tx.send(url.to_owned());
                 }
             }
         });
