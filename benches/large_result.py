@@ -98,7 +98,7 @@ def main():
     port = free_port()
     args = [os.path.join(BIN, "stdiopool"), "--listen", f"127.0.0.1:{port}", "--log-filter", "warn",
             "--pool-size", "1", "--min-idle", "1", "--request-timeout", "600s",
-            "--max-frame", "64MiB", "--demo"]
+            "--max-frame", "64MiB", "--drain-delay", "0", "--demo"]
     proxy = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30

@@ -78,8 +78,10 @@ start_proxy() {
     shift
     local port
     port=$(free_port)
+    # --drain-delay 0: SIGTERM stops at once (the 5 s default, for load
+    # balancers, would only add idle time between runs).
     "$BIN/stdiopool" --listen "127.0.0.1:$port" --log-filter warn \
-        --wait-timeout 600s --request-timeout 600s --shutdown-grace 2s \
+        --wait-timeout 600s --request-timeout 600s --shutdown-grace 2s --drain-delay 0 \
         "$@" 2>"$LOGS/proxy-$name.log" >/dev/null &
     PROXY_PID=$!
     wait_ready "$name" "$port"

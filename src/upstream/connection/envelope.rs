@@ -65,7 +65,7 @@ pub(super) fn success_response(line: &[u8]) -> Option<(u64, &RawValue)> {
 
 /// Whether the full path would refuse `text` (JSON that serde_json skipped
 /// without building it) for one of the two things skipping does not check:
-/// nesting deeper than [`MAX_DEPTH`], or a `\\u` escape that is a lone
+/// nesting deeper than [`MAX_DEPTH`], or a `\u` escape that is a lone
 /// UTF-16 surrogate (a `String` cannot hold one). One pass over the bytes.
 fn tree_would_refuse(text: &str) -> bool {
     let bytes = text.as_bytes();
@@ -74,17 +74,25 @@ fn tree_would_refuse(text: &str) -> bool {
     while i < bytes.len() {
         match bytes[i] {
             b'"' => {
-                // The string, to the next quote not escaped.
+                // The string, to the next quote not escaped (memchr: strings
+                // are most of a large result's bytes).
                 i += 1;
-                while i < bytes.len() {
-                    match bytes[i] {
-                        b'\\' if bytes.get(i + 1) == Some(&b'u') => match escape_len(bytes, i) {
+                // `get`: never a panic, even on text that were not JSON.
+                while let Some(at) = bytes
+                    .get(i..)
+                    .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                {
+                    i += at;
+                    if bytes[i] == b'"' {
+                        break;
+                    }
+                    if bytes.get(i + 1) == Some(&b'u') {
+                        match escape_len(bytes, i) {
                             Some(len) => i += len,
                             None => return true,
-                        },
-                        b'\\' => i += 2,
-                        b'"' => break,
-                        _ => i += 1,
+                        }
+                    } else {
+                        i += 2;
                     }
                 }
             }
@@ -102,7 +110,7 @@ fn tree_would_refuse(text: &str) -> bool {
     false
 }
 
-/// The length of the `\\u` escape at `bytes[at..]` as serde_json reads it
+/// The length of the `\u` escape at `bytes[at..]` as serde_json reads it
 /// into a `String`: 6 bytes, or 12 for a surrogate pair; `None` for a lone
 /// surrogate, which it refuses.
 fn escape_len(bytes: &[u8], at: usize) -> Option<usize> {
@@ -312,5 +320,20 @@ mod tests {
         );
         assert!(success_response(line.as_bytes()).is_some());
         agree(line.as_bytes());
+    }
+
+    #[test]
+    fn the_scan_never_panics_on_truncated_text() {
+        for text in [
+            "\"",
+            "\"\\",
+            "\"\\u",
+            "\"\\ud800",
+            "\"\\ud800\\",
+            "[[\"\\u12",
+            "\"abc",
+        ] {
+            let _ = tree_would_refuse(text);
+        }
     }
 }
