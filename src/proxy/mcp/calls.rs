@@ -187,21 +187,64 @@ where
             json_reply(message.into_raw())
         }
         ReplyFormat::Sse => {
-            let (events_tx, events) = mpsc::channel::<Value>(EVENTS_BUFFER);
+            let (events_tx, mut events) = mpsc::channel::<Value>(EVENTS_BUFFER);
+            let mut call = Box::pin(work(Some(events_tx)));
+            let mut report = Report::new(done);
+            // The headers wait for the first thing the call produces: if it
+            // is the response, with nothing before it, the reply is plain
+            // JSON (one write, no stream; both were accepted), else the SSE
+            // stream starts with it. A slow call gets its stream after
+            // `FIRST_MESSAGE_WAIT` as before, so intermediaries see headers.
+            let hold = keep_alive.map_or(FIRST_MESSAGE_WAIT, |k| k.min(FIRST_MESSAGE_WAIT));
+            let first = tokio::select! {
+                // Related messages first: they were sent before the response.
+                biased;
+                Some(event) = events.recv() => Some(event),
+                (message, ending) = call.as_mut() => {
+                    match events.try_recv() {
+                        // Nothing came before the response: JSON.
+                        Err(_) => {
+                            report.ending = ending;
+                            drop(report);
+                            return json_reply(message.into_raw());
+                        }
+                        Ok(event) => {
+                            report.ending = ending;
+                            let source = SseSource {
+                                first: Some(event),
+                                call: None::<Pin<Box<F>>>,
+                                events,
+                                response: Some(message),
+                                report,
+                            };
+                            return sse_reply(id, source, keep_alive);
+                        }
+                    }
+                }
+                () = tokio::time::sleep(hold) => None,
+            };
             let source = SseSource {
-                call: Some(Box::pin(work(Some(events_tx)))),
+                first,
+                call: Some(call),
                 events,
                 response: None,
-                report: Report::new(done),
+                report,
             };
             sse_reply(id, source, keep_alive)
         }
     }
 }
 
+/// How long an SSE-capable reply holds its headers back waiting for the
+/// first message (at most the keep-alive interval): long enough for any fast
+/// call to be answered as JSON, short next to any intermediary's timeout.
+const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(1);
+
 /// The body of an SSE reply: related messages as they come, then — after any
 /// still queued — the response, then the end.
 struct SseSource<F, M, D: FnOnce(Ending)> {
+    /// The related message that started the stream, until it is sent.
+    first: Option<Value>,
     /// The call, until it resolves.
     call: Option<Pin<Box<F>>>,
     events: mpsc::Receiver<Value>,
@@ -220,6 +263,9 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
         let this = self.get_mut();
+        if let Some(event) = this.first.take() {
+            return Poll::Ready(Some(Outbound::Related(raw(&event))));
+        }
         if let Some(call) = this.call.as_mut() {
             // Related messages first: they were sent before the response.
             if let Poll::Ready(Some(event)) = this.events.poll_recv(cx) {
