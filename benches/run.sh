@@ -9,13 +9,17 @@
 #   1. warm pool vs spawn-per-request (--max-uses 1 --min-idle 0), fixture and
 #      Python `mcp` server, at concurrency 1 / 8 / 64;
 #   2. the seed's check: 100 sequential requests, before vs after;
-#   3. raw stdio round trips to the fixture vs the same through the proxy;
+#   3. raw stdio round trips to the fixture vs the same through the proxy, and
+#      the HTTP floor (`stdiopool-load floor`: the proxy's HTTP stack answering
+#      from memory) at the same concurrencies;
 #   4. pooled mode, pool sizes 1 / 2 / 4 x concurrency 1 / 8 / 64; session
 #      mode with 64 sessions;
 #   5. proxy RSS idle and with 1,000 open sessions; fds and children before
 #      and after serving many requests.
 # Writes target/bench-results/{results.json,results.md,runs/*.json,logs/},
 # docs/perf-throughput.svg, and the generated block of docs/PERFORMANCE.md.
+# Every HTTP run also records the server's own CPU time (utime + stime from
+# /proc/PID/stat, before and after the run) in target/bench-results/cpu/.
 #
 # Knobs: BENCH_SCALE (default 1; 0.1 for a quick smoke run: fewer requests,
 # and the results are not written into docs/ unless BENCH_WRITE_DOCS=1),
@@ -61,7 +65,7 @@ fi
 PY_SERVER=("$VENV/bin/python" "$ROOT/benches/py_echo_server.py")
 FIXTURE=("$BIN/stdiopool-fixture")
 
-rm -rf "$RUNS" "$LOGS"
+rm -rf "$RUNS" "$LOGS" "$OUT/cpu"
 mkdir -p "$RUNS" "$LOGS"
 
 free_port() {
@@ -74,10 +78,27 @@ start_proxy() {
     shift
     local port
     port=$(free_port)
+    # --drain-delay 0: SIGTERM stops at once (the 5 s default, for load
+    # balancers, would only add idle time between runs).
     "$BIN/stdiopool" --listen "127.0.0.1:$port" --log-filter warn \
-        --wait-timeout 600s --request-timeout 600s --shutdown-grace 2s \
+        --wait-timeout 600s --request-timeout 600s --shutdown-grace 2s --drain-delay 0 \
         "$@" 2>"$LOGS/proxy-$name.log" >/dev/null &
     PROXY_PID=$!
+    wait_ready "$name" "$port"
+}
+
+# start_floor NAME: the HTTP floor, started and stopped like a proxy.
+start_floor() {
+    local name=$1
+    local port
+    port=$(free_port)
+    "$BIN/stdiopool-load" floor --listen "127.0.0.1:$port" 2>"$LOGS/proxy-$name.log" >/dev/null &
+    PROXY_PID=$!
+    wait_ready "$name" "$port"
+}
+
+wait_ready() { # NAME PORT
+    local name=$1 port=$2
     PROXY_URL="http://127.0.0.1:$port/mcp"
     PROXY_BASE="http://127.0.0.1:$port"
     local i
@@ -109,10 +130,20 @@ load() {
     "$BIN/stdiopool-load" "$target" --label "$label" --json-out "$RUNS/$label.json" "$@"
 }
 
-http_load() { # LABEL [options]
+# CPU time (utime + stime, in clock ticks) the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+http_load() { # LABEL [options]; records the server's CPU time over the run
     local label=$1
     shift
+    local before after
+    before=$(cpu_ticks "$PROXY_PID")
     load "$label" http --url "$PROXY_URL" "$@"
+    after=$(cpu_ticks "$PROXY_PID")
+    mkdir -p "$OUT/cpu"
+    printf '{"label": "%s", "cpu_ticks": %s, "clk_tck": %s}\n' \
+        "$label" "$((after - before))" "$CLK_TCK" >"$OUT/cpu/$label.json"
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -167,6 +198,13 @@ say "3. raw stdio to the fixture (no HTTP)"
 for c in 1 8 64; do
     load "raw-stdio-c$c" stdio --concurrency "$c" --requests "$N_RAW" "${CAP[@]}" "${WARM[@]}" -- "${FIXTURE[@]}"
 done
+
+say "3. the HTTP floor: the proxy's HTTP stack answering from memory"
+start_floor floor
+for c in 1 8 64; do
+    http_load "floor-c$c" --concurrency "$c" --requests "$N_RAW" "${CAP[@]}" "${WARM[@]}"
+done
+stop_proxy
 
 say "4. session mode, 64 sessions (one process each)"
 start_proxy fixture-session --mode session --pool-size 64 --min-idle 64 --demo

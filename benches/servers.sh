@@ -17,10 +17,10 @@ load() { # load <url> <concurrency> <requests> <json>
 }
 for r in $(seq "$ROUNDS"); do
     # A: one server (the single-command form, /mcp), 6 processes, 6 clients.
-    p=$(port); "$rel/stdiopool" --listen 127.0.0.1:$p --pool-size 6 --min-idle 6 --log-filter warn -- "$fx" >"$out/proxy-one.log" 2>&1 & pid=$!
+    p=$(port); "$rel/stdiopool" --listen 127.0.0.1:$p --pool-size 6 --min-idle 6 --log-filter warn --drain-delay 0 -- "$fx" >"$out/proxy-one.log" 2>&1 & pid=$!
     wait_ready $p; load "http://127.0.0.1:$p/mcp" 6 "$REQ" "$out/one-$r.json"; kill -TERM $pid; wait $pid || true
     # B and C: three servers from one file, 2 processes each.
-    p=$(port); "$rel/stdiopool" --listen 127.0.0.1:$p --pool-size 2 --min-idle 2 --log-filter warn --config "$out/three.json" >"$out/proxy-three.log" 2>&1 & pid=$!
+    p=$(port); "$rel/stdiopool" --listen 127.0.0.1:$p --pool-size 2 --min-idle 2 --log-filter warn --drain-delay 0 --config "$out/three.json" >"$out/proxy-three.log" 2>&1 & pid=$!
     wait_ready $p; for s in a b c; do until curl -fsS -o /dev/null "http://127.0.0.1:$p/servers/$s/readyz" 2>/dev/null; do sleep 0.1; done; done
     # B: the same 6 clients on one of the three routes (its pool has 2 processes).
     load "http://127.0.0.1:$p/servers/a/mcp" 6 "$REQ" "$out/route-$r.json"

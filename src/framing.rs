@@ -264,7 +264,7 @@ impl LineScanner {
 }
 
 /// Parses one line's content into a JSON value.
-fn parse_line(line: &[u8]) -> Result<Value, LineError> {
+pub(crate) fn parse_line(line: &[u8]) -> Result<Value, LineError> {
     // UTF-8 is checked first so the two failures stay distinguishable; after
     // it `from_str` skips serde_json's own per-string UTF-8 validation.
     let text = std::str::from_utf8(line).map_err(|_| LineError::InvalidUtf8 {

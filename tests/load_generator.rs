@@ -47,6 +47,28 @@ impl Proxy {
         let url = url.expect("the proxy printed its URL");
         Proxy { child, url }
     }
+
+    /// The HTTP floor of the benchmark (`stdiopool-load floor`), stopped the same way.
+    fn floor() -> Proxy {
+        let mut child = Command::new(LOAD)
+            .args(["floor", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the floor");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().expect("a banner").expect("read the banner");
+        let addr = line
+            .strip_prefix("listening on ")
+            .expect("the floor printed its address")
+            .trim()
+            .to_owned();
+        Proxy {
+            child,
+            url: format!("http://{addr}/mcp"),
+        }
+    }
 }
 
 impl Drop for Proxy {
@@ -253,4 +275,34 @@ fn a_server_that_never_starts_fails_the_run() {
         "3",
     ]);
     assert!(!res.status.success());
+}
+
+#[test]
+fn the_http_floor_answers_the_workload_as_json_and_passes_every_check() {
+    let floor = Proxy::floor();
+    let out = json_out("floor");
+    let res = run_load(&[
+        "http",
+        "--url",
+        &floor.url,
+        "--concurrency",
+        "4",
+        "--requests",
+        "200",
+        "--duration",
+        "60s",
+        "--json-out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let report = read_report(&out);
+    assert_eq!(report["ok"], 200);
+    assert_eq!(report["errors"], 0);
+    // From memory, one JSON body each: never a stream.
+    assert_eq!(report["replies_json"], 200);
+    assert_eq!(report["sessions_opened"], 1);
 }

@@ -118,3 +118,39 @@ async fn get_and_other_methods_are_405_with_allow_in_pooled_mode() {
         false
     );
 }
+
+#[tokio::test]
+async fn a_call_answered_before_any_other_message_is_a_json_reply_else_a_stream() {
+    for mode in ["pooled", "session"] {
+        let proxy = ProxyProcess::start(&["--mode", mode, "--pool-size", "1"], &[]);
+        let mcp = Mcp::connect(&proxy).await;
+        // Nothing but the response: plain JSON, no stream (both accepted).
+        let reply = mcp
+            .call_tool_reply("echo", json!({"message": "fast"}))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{mode}");
+        assert!(
+            !is_sse(&reply),
+            "{mode}: {:?}",
+            reply.header("content-type")
+        );
+        assert_eq!(result_text(&reply.json()), "fast", "{mode}");
+        // A notification before the response: the stream, in stdout's order.
+        let reply = mcp.call_tool_reply("notify", json!({})).await;
+        assert!(is_sse(&reply), "{mode}");
+        let messages = reply.messages();
+        assert_eq!(messages.len(), 2, "{mode}: {messages:?}");
+        assert_eq!(messages[0]["method"], "notifications/message", "{mode}");
+        assert_eq!(result_text(&messages[1]), "notified", "{mode}");
+        // A call slower than the headers wait: the stream, as before.
+        let reply = mcp.call_tool_reply("sleep", json!({"ms": 1300})).await;
+        assert!(is_sse(&reply), "{mode}");
+        assert_eq!(reply.messages().len(), 1, "{mode}");
+    }
+}
+
+fn is_sse(reply: &e2e_support::Reply) -> bool {
+    reply
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/event-stream"))
+}

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 mod header_tools;
 mod process;
+mod structured;
 use process::{ignore_sigterm, run_wrapper};
 
 /// Protocol versions the fixture accepts; the first is its latest.
@@ -350,6 +351,12 @@ fn tool_list() -> Value {
             &["bytes"]
         ),
         tool(
+            "structured",
+            "Returns a result of about the given size in bytes whose bulk is structuredContent.",
+            json!({"bytes": {"type": "integer", "minimum": 0}}),
+            &["bytes"]
+        ),
+        tool(
             "log",
             "Writes lines to stderr, then answers.",
             json!({"message": {"type": "string"}, "lines": {"type": "integer", "minimum": 0}}),
@@ -458,6 +465,17 @@ fn call_tool(server: &Arc<Server>, id: Value, params: Value) {
             None => {
                 server.reply_error(&id, -32602, "Invalid params: huge needs an integer `bytes`")
             }
+        },
+        "structured" => match int_arg("bytes") {
+            Some(n) if n <= structured::STRUCTURED_MAX_BYTES => {
+                let len = usize::try_from(n).unwrap_or(0);
+                server.write_line(structured::structured_reply(&id, len).as_bytes());
+            }
+            _ => server.reply_error(
+                &id,
+                -32602,
+                "Invalid params: structured needs `bytes` ≤ 512 MiB",
+            ),
         },
         "log" => match str_arg("message") {
             Some(m) => {

@@ -13,11 +13,16 @@
 //!   and matched by id on its stdout (pipelined, `--concurrency` in flight):
 //!   the physical limit the proxy is measured against.
 //!
+//! - `floor`: not a load but a server: the HTTP floor (`floor.rs`), a
+//!   minimal endpoint on the proxy's HTTP stack answering the same workload
+//!   from memory, so a run can say what HTTP alone costs.
+//!
 //! Invariant: every response is checked (status, content type, JSON-RPC id,
 //! echoed text, no `isError`); a wrong or missing one is counted as an error,
 //! and any error makes the exit status non-zero. The run is bounded both in
 //! requests (`--requests`) and in time (`--duration`, per-request `--timeout`).
 
+mod floor;
 mod http;
 mod report;
 mod stdio;
@@ -70,6 +75,9 @@ enum Target {
     Http(HttpArgs),
     /// Spawn a stdio MCP server and load it directly, with no HTTP in between.
     Stdio(StdioArgs),
+    /// Serve the HTTP floor: the same workload answered from memory on the
+    /// proxy's HTTP stack (no processes), until stopped.
+    Floor(floor::FloorArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -161,6 +169,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Target::Floor(args) = cli.target {
+        return match runtime.block_on(floor::serve_floor(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("stdiopool-load floor: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(run(cli)) {
         Ok(report) if report.errors == 0 && report.ok > 0 => ExitCode::SUCCESS,
         Ok(report) => {
@@ -189,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
             let report = run_stdio(args).await?;
             (common, report)
         }
+        Target::Floor(_) => bail!("`floor` is a server, not a load: run it on its own"),
     };
     println!("{}", report.summary(&common));
     if let Some(path) = &common.json_out {

@@ -23,7 +23,7 @@ use super::sse::{Outbound, json_reply, sse_reply};
 use crate::jsonrpc::{ErrorObject, Id, error_response};
 use crate::metrics::Outcome;
 use crate::proxy::transport::negotiate::ReplyFormat;
-use crate::upstream::connection::{CallError, Connection, OutgoingRequest};
+use crate::upstream::connection::{Connection, OutgoingRequest};
 
 /// Related messages buffered per request; past that the connection drops
 /// them rather than stall its reader.
@@ -51,7 +51,9 @@ impl Ending {
 }
 
 /// Sends `request` on `conn` and waits for its response, at most `timeout`,
-/// giving up early if `cancel` fires. Returns the message for the client.
+/// giving up early if `cancel` fires. Returns the message for the client as
+/// a `Value` (for callers that look inside it; [`call_raw`] forwards it
+/// untouched).
 pub(crate) async fn call(
     conn: &Connection,
     request: OutgoingRequest,
@@ -67,27 +69,78 @@ pub(crate) async fn call(
                 let error = response.get("error").is_some();
                 (response, Ending::Answered { error })
             }
-            Ok(Err(e @ (CallError::Closed(_) | CallError::Protocol(_)))) => {
-                (e.to_response(&id), Ending::UpstreamFailed)
-            }
-            Err(_elapsed) => (
-                error_response(
-                    Some(&id),
-                    ErrorObject::request_timeout(format!(
-                        "{method}: no response from the server within {}; the request was cancelled",
-                        humantime::format_duration(timeout)
-                    )),
-                ),
-                Ending::TimedOut,
-            ),
+            Ok(Err(e)) => (e.to_response(&id), Ending::UpstreamFailed),
+            Err(_elapsed) => timed_out(&id, &method, timeout),
         },
-        () = cancel.cancelled() => (
-            error_response(
-                Some(&id),
-                ErrorObject::request_timeout(format!("{method}: cancelled")),
-            ),
-            Ending::Cancelled,
+        () = cancel.cancelled() => cancelled(&id, &method),
+    }
+}
+
+/// [`call`] for a caller that only forwards the answer: the server's
+/// response comes back as the JSON text it wrote (its id restored), never
+/// parsed into a tree (`Connection::call_response`).
+pub(crate) async fn call_raw(
+    conn: &Connection,
+    request: OutgoingRequest,
+    events: Option<mpsc::Sender<Value>>,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> (Box<RawValue>, Ending) {
+    let id = request.id.clone();
+    let method = request.method.clone();
+    let (message, ending) = tokio::select! {
+        outcome = tokio::time::timeout(timeout, conn.call_response(request, events)) => match outcome {
+            Ok(Ok(response)) => {
+                let error = response.is_error();
+                return (response.into_raw(), Ending::Answered { error });
+            }
+            Ok(Err(e)) => (e.to_response(&id), Ending::UpstreamFailed),
+            Err(_elapsed) => timed_out(&id, &method, timeout),
+        },
+        () = cancel.cancelled() => cancelled(&id, &method),
+    };
+    (raw(&message), ending)
+}
+
+fn timed_out(id: &Id, method: &str, timeout: Duration) -> (Value, Ending) {
+    (
+        error_response(
+            Some(id),
+            ErrorObject::request_timeout(format!(
+                "{method}: no response from the server within {}; the request was cancelled",
+                humantime::format_duration(timeout)
+            )),
         ),
+        Ending::TimedOut,
+    )
+}
+
+fn cancelled(id: &Id, method: &str) -> (Value, Ending) {
+    (
+        error_response(
+            Some(id),
+            ErrorObject::request_timeout(format!("{method}: cancelled")),
+        ),
+        Ending::Cancelled,
+    )
+}
+
+/// A reply's message: a `Value` the proxy built or looked into, or JSON
+/// text passed through from the server as it is.
+pub(crate) trait IntoMessage {
+    /// The message as JSON text for the reply body.
+    fn into_raw(self) -> Box<RawValue>;
+}
+
+impl IntoMessage for Value {
+    fn into_raw(self) -> Box<RawValue> {
+        raw(&self)
+    }
+}
+
+impl IntoMessage for Box<RawValue> {
+    fn into_raw(self) -> Box<RawValue> {
+        self
     }
 }
 
@@ -112,7 +165,7 @@ pub(crate) fn raw(value: &Value) -> Box<RawValue> {
 /// task is spawned: the SSE body polls the call itself (and a graceful
 /// shutdown drains it with the connection). `done` is called with the ending
 /// once the request is over.
-pub(crate) async fn reply<W, F>(
+pub(crate) async fn reply<W, F, M>(
     format: ReplyFormat,
     id: Id,
     keep_alive: Option<Duration>,
@@ -121,7 +174,8 @@ pub(crate) async fn reply<W, F>(
 ) -> Response
 where
     W: FnOnce(Option<mpsc::Sender<Value>>) -> F,
-    F: Future<Output = (Value, Ending)> + Send + 'static,
+    F: Future<Output = (M, Ending)> + Send + 'static,
+    M: IntoMessage + Send + Unpin + 'static,
 {
     match format {
         ReplyFormat::Json => {
@@ -130,41 +184,88 @@ where
             let (message, ending) = work(None).await;
             report.ending = ending;
             drop(report);
-            json_reply(raw(&message))
+            json_reply(message.into_raw())
         }
         ReplyFormat::Sse => {
-            let (events_tx, events) = mpsc::channel::<Value>(EVENTS_BUFFER);
+            let (events_tx, mut events) = mpsc::channel::<Value>(EVENTS_BUFFER);
+            let mut call = Box::pin(work(Some(events_tx)));
+            let mut report = Report::new(done);
+            // The headers wait for the first thing the call produces: if it
+            // is the response, with nothing before it, the reply is plain
+            // JSON (one write, no stream; both were accepted), else the SSE
+            // stream starts with it. A slow call gets its stream after
+            // `FIRST_MESSAGE_WAIT` as before, so intermediaries see headers.
+            let hold = keep_alive.map_or(FIRST_MESSAGE_WAIT, |k| k.min(FIRST_MESSAGE_WAIT));
+            let first = tokio::select! {
+                // Related messages first: they were sent before the response.
+                biased;
+                Some(event) = events.recv() => Some(event),
+                (message, ending) = call.as_mut() => {
+                    match events.try_recv() {
+                        // Nothing came before the response: JSON.
+                        Err(_) => {
+                            report.ending = ending;
+                            drop(report);
+                            return json_reply(message.into_raw());
+                        }
+                        Ok(event) => {
+                            report.ending = ending;
+                            let source = SseSource {
+                                first: Some(event),
+                                call: None::<Pin<Box<F>>>,
+                                events,
+                                response: Some(message),
+                                report,
+                            };
+                            return sse_reply(id, source, keep_alive);
+                        }
+                    }
+                }
+                () = tokio::time::sleep(hold) => None,
+            };
             let source = SseSource {
-                call: Some(Box::pin(work(Some(events_tx)))),
+                first,
+                call: Some(call),
                 events,
                 response: None,
-                report: Report::new(done),
+                report,
             };
             sse_reply(id, source, keep_alive)
         }
     }
 }
 
+/// How long an SSE-capable reply holds its headers back waiting for the
+/// first message (at most the keep-alive interval): long enough for any fast
+/// call to be answered as JSON, short next to any intermediary's timeout.
+const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(1);
+
 /// The body of an SSE reply: related messages as they come, then — after any
 /// still queued — the response, then the end.
-struct SseSource<F, D: FnOnce(Ending)> {
+struct SseSource<F, M, D: FnOnce(Ending)> {
+    /// The related message that started the stream, until it is sent.
+    first: Option<Value>,
     /// The call, until it resolves.
     call: Option<Pin<Box<F>>>,
     events: mpsc::Receiver<Value>,
     /// The response, once the call resolved and until it is sent.
-    response: Option<Value>,
+    response: Option<M>,
     report: Report<D>,
 }
 
-impl<F, D> Stream for SseSource<F, D>
+impl<F, M, D> Stream for SseSource<F, M, D>
 where
-    F: Future<Output = (Value, Ending)>,
+    F: Future<Output = (M, Ending)>,
+    M: IntoMessage + Unpin,
     D: FnOnce(Ending) + Unpin,
 {
     type Item = Outbound;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
         let this = self.get_mut();
+        if let Some(event) = this.first.take() {
+            return Poll::Ready(Some(Outbound::Related(raw(&event))));
+        }
         if let Some(call) = this.call.as_mut() {
             // Related messages first: they were sent before the response.
             if let Poll::Ready(Some(event)) = this.events.poll_recv(cx) {
@@ -182,7 +283,7 @@ where
         }
         Poll::Ready(this.response.take().map(|response| {
             this.report.finish();
-            Outbound::Final(raw(&response))
+            Outbound::Final(response.into_raw())
         }))
     }
 }

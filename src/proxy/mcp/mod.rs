@@ -324,7 +324,7 @@ async fn forward(
             Ok(guard) => guard,
             Err(why) => {
                 let error = error_response(Some(&request.id), ErrorObject::invalid_request(why));
-                return (error, Ending::Answered { error: true });
+                return (raw(&error), Ending::Answered { error: true });
             }
         };
         let Ok(conn) = source.conn() else {
@@ -332,7 +332,7 @@ async fn forward(
                 Some(&request.id),
                 ErrorObject::upstream_closed("the session has no server process"),
             );
-            return (error, Ending::UpstreamFailed);
+            return (raw(&error), Ending::UpstreamFailed);
         };
         let cancel = guard.cancel_token();
         let outcome = match &source {
@@ -341,7 +341,7 @@ async fn forward(
             ConnSource::Pooled(_) => {
                 relay::call(conn, &session, request, events, timeout, cancel).await
             }
-            ConnSource::Session(_) => calls::call(conn, request, events, timeout, cancel).await,
+            ConnSource::Session(_) => calls::call_raw(conn, request, events, timeout, cancel).await,
         };
         drop(guard);
         drop(source); // a pooled connection goes back (or is destroyed if broken)

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -152,9 +153,9 @@ pub(crate) async fn call(
     events: Option<mpsc::Sender<Value>>,
     timeout: Duration,
     cancel: &CancellationToken,
-) -> (Value, Ending) {
+) -> (Box<RawValue>, Ending) {
     let Some(client) = events else {
-        return calls::call(conn, request, None, timeout, cancel).await;
+        return calls::call_raw(conn, request, None, timeout, cancel).await;
     };
     let (from_server_tx, mut from_server) = mpsc::channel::<Value>(EVENTS_BUFFER);
     let (answers_tx, mut answers) = mpsc::channel::<Value>(ANSWERS_BUFFER);
@@ -163,7 +164,7 @@ pub(crate) async fn call(
         session,
         asked: HashMap::new(),
     };
-    let call = calls::call(conn, request, Some(from_server_tx), timeout, cancel);
+    let call = calls::call_raw(conn, request, Some(from_server_tx), timeout, cancel);
     tokio::pin!(call);
     loop {
         tokio::select! {

@@ -1,8 +1,9 @@
 //! The messages a connection carries besides raw values: a client request
-//! going upstream, why a call got no answer, and what the server sends on
-//! its own.
+//! going upstream, the response it gets (as JSON text), why a call got no
+//! answer, and what the server sends on its own.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response};
 
@@ -25,6 +26,43 @@ impl OutgoingRequest {
             method: method.into(),
             params,
         }
+    }
+}
+
+/// The server's response to a call, already carrying the client's id, as
+/// JSON text: the `result` or `error` the server wrote is passed through
+/// byte for byte, never built into a `Value` tree unless a caller asks
+/// ([`Response::to_value`]).
+#[derive(Debug, Clone)]
+pub struct Response {
+    message: Box<RawValue>,
+    is_error: bool,
+}
+
+impl Response {
+    pub(super) fn new(message: Box<RawValue>, is_error: bool) -> Self {
+        Self { message, is_error }
+    }
+
+    /// Whether it is an error response.
+    pub fn is_error(&self) -> bool {
+        self.is_error
+    }
+
+    /// The whole message as JSON text.
+    pub fn as_raw(&self) -> &RawValue {
+        &self.message
+    }
+
+    /// The whole message as JSON text, ready for a reply body.
+    pub fn into_raw(self) -> Box<RawValue> {
+        self.message
+    }
+
+    /// The whole message as a `Value` tree (a full parse: for callers that
+    /// must look inside).
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(self.message.get())
     }
 }
 

@@ -45,6 +45,7 @@ use crate::accounting::Accounting;
 use crate::jsonrpc::{ErrorObject, Id, Message};
 use crate::upstream::ids;
 
+mod envelope;
 mod messages;
 mod monitor;
 mod reader;
@@ -53,7 +54,7 @@ mod writer;
 use crate::upstream::process::{
     ChildProcess, ExitCause, PendingStop, StderrTailHandle, StopOutcome, StopReason, StopStage,
 };
-pub use messages::{CallError, OutgoingRequest, ServerMessage};
+pub use messages::{CallError, OutgoingRequest, Response, ServerMessage};
 
 /// Capacity of the server-message channel handed out by
 /// [`Connection::take_server_messages`].
@@ -77,7 +78,7 @@ struct Pending {
     /// (upstream it is the request's counter value).
     progress_token: Option<Value>,
     events: Option<mpsc::Sender<Value>>,
-    reply: oneshot::Sender<Result<Value, CallError>>,
+    reply: oneshot::Sender<Result<Response, CallError>>,
 }
 
 #[derive(Debug, Default)]
@@ -327,7 +328,10 @@ impl Connection {
     }
 
     /// Sends a client request and waits for its response: the whole response
-    /// message (success or error), carrying the client's id.
+    /// message (success or error), carrying the client's id, as a `Value`
+    /// tree. For callers that look inside the response; a caller that only
+    /// forwards it uses [`Connection::call_response`], which never builds
+    /// the tree.
     ///
     /// Progress notifications for the request's `_meta.progressToken` go to
     /// `events` with the client's token restored. Cancel-safe: dropping the
@@ -338,6 +342,24 @@ impl Connection {
         request: OutgoingRequest,
         events: Option<mpsc::Sender<Value>>,
     ) -> Result<Value, CallError> {
+        let response = self.call_response(request, events).await?;
+        response.to_value().map_err(|e| {
+            // The reader validated it as JSON; a failure here is a bug, and
+            // the request's answer is lost either way.
+            CallError::Protocol(ErrorObject::upstream_protocol_error(format!(
+                "the server's response could not be read back: {e}"
+            )))
+        })
+    }
+
+    /// [`Connection::call`], with the response as JSON text: the server's
+    /// `result` or `error` passed through as it wrote it, the id restored.
+    /// Same progress routing and cancel-safety as `call`.
+    pub async fn call_response(
+        &self,
+        request: OutgoingRequest,
+        events: Option<mpsc::Sender<Value>>,
+    ) -> Result<Response, CallError> {
         let OutgoingRequest {
             id: client_id,
             method,

@@ -3,10 +3,22 @@
 //! events, server requests and notifications to the subscriber or answered
 //! here (see `docs/UPSTREAM.md`, "Routing").
 //!
+//! A success response is routed from its envelope alone (`jsonrpc`, `id`,
+//! and where `result` starts and ends, decoded with borrowed `RawValue`s):
+//! its `result` is copied once, byte for byte, behind the client's id, never
+//! built into a `Value` tree (a tree costs 20x the text's size and runs at
+//! tens of MiB/s on structured JSON; see docs/PERFORMANCE.md). Everything
+//! else (errors, server requests, notifications, anything unusual) takes the
+//! full path: parsed into a `Value` and classified by `Message::from_value`.
+//!
 //! Invariant: a recoverable line error never stops the reader; an oversize
 //! frame closes the connection, since an answer may have vanished with it.
+//! The envelope path accepts only what the full path would accept as the
+//! same response (anything it is unsure of goes the full path).
 
 use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,8 +26,8 @@ use tokio::process::ChildStdout;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
-use super::{CallError, ServerMessage, Shared};
-use crate::framing::{JsonRpcCodec, LineError};
+use super::{CallError, Response, ServerMessage, Shared, envelope};
+use crate::framing::{self, LineError, RawLineCodec};
 use crate::jsonrpc::{ErrorObject, Id, Message, error_response, id_of, response};
 use crate::upstream::ids;
 
@@ -24,12 +36,20 @@ pub(super) async fn read_loop(stdout: Option<ChildStdout>, max_frame: usize, sha
     let Some(stdout) = stdout else {
         return;
     };
-    let mut frames = FramedRead::new(stdout, JsonRpcCodec::new(max_frame));
+    let mut frames = FramedRead::new(stdout, RawLineCodec::new(max_frame));
     while let Some(item) = frames.next().await {
         match item {
-            Ok(Ok(value)) => {
+            Ok(Ok(line)) => {
                 shared.touch();
-                route(&shared, value);
+                if deliver_envelope(&shared, &line) {
+                    continue;
+                }
+                match framing::parse_line(&line) {
+                    Ok(value) => route(&shared, value),
+                    Err(e) => {
+                        tracing::warn!(server = %shared.name, pid = shared.pid, error = %e, "upstream wrote a line that is not a JSON-RPC message on stdout; skipped");
+                    }
+                }
             }
             Ok(Err(LineError::FrameTooLarge { limit })) => {
                 // A message vanished and cannot be attributed: no answer on
@@ -50,6 +70,43 @@ pub(super) async fn read_loop(stdout: Option<ChildStdout>, max_frame: usize, sha
             }
         }
     }
+}
+
+/// A success response as the client gets it: the client's id, the server's
+/// `result` text unchanged.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    jsonrpc: &'static str,
+    id: &'a Id,
+    result: &'a RawValue,
+}
+
+/// The envelope path: if `line` is a success response to a request in
+/// flight, hands it to its caller without building a tree and returns true.
+/// False (nothing done) for anything else, which then takes the full path.
+fn deliver_envelope(shared: &Shared, line: &[u8]) -> bool {
+    let Some((n, result)) = envelope::success_response(line) else {
+        return false;
+    };
+    let Some(p) = shared.lock().in_flight.remove(&n) else {
+        tracing::debug!(server = %shared.name, pid = shared.pid, id = n, "response to no request in flight (cancelled or unknown); dropped");
+        return true;
+    };
+    let message = serde_json::value::to_raw_value(&Outgoing {
+        jsonrpc: "2.0",
+        id: &p.client_id,
+        result,
+    });
+    let outcome = match message {
+        Ok(raw) => Ok(Response::new(raw, false)),
+        // Unreachable (text that parsed is written back unchanged); the
+        // caller still gets an answer.
+        Err(e) => Err(CallError::Protocol(ErrorObject::upstream_protocol_error(
+            format!("the server's response could not be forwarded: {e}"),
+        ))),
+    };
+    let _ = p.reply.send(outcome);
+    true
 }
 
 /// Routes one decoded value from the server.
@@ -101,11 +158,18 @@ fn deliver(shared: &Shared, id: Option<Id>, outcome: Result<Value, ErrorObject>)
         tracing::debug!(server = %shared.name, pid = shared.pid, id = ?id, "response to no request in flight (cancelled or unknown); dropped");
         return;
     };
-    let value = match outcome {
-        Ok(result) => response(&p.client_id, result),
-        Err(error) => error_response(Some(&p.client_id), error),
+    let (value, is_error) = match outcome {
+        Ok(result) => (response(&p.client_id, result), false),
+        Err(error) => (error_response(Some(&p.client_id), error), true),
     };
-    let _ = p.reply.send(Ok(value));
+    let reply = serde_json::value::to_raw_value(&value)
+        .map(|raw| Response::new(raw, is_error))
+        .map_err(|e| {
+            CallError::Protocol(ErrorObject::upstream_protocol_error(format!(
+                "the server's response could not be forwarded: {e}"
+            )))
+        });
+    let _ = p.reply.send(reply);
 }
 
 /// The stream of the only request in flight, when exactly one is in flight

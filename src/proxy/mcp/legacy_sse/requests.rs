@@ -152,7 +152,17 @@ async fn pooled_call(
     )
     .await;
     drop(conn); // back to the pool (or destroyed if broken) before the answer waits for room
-    (answer, ending.outcome())
+    // The relay forwards the server's text untouched; this transport's
+    // outbox carries trees (its volume is not the fast path's concern).
+    match serde_json::from_str::<Value>(answer.get()) {
+        Ok(answer) => (answer, ending.outcome()),
+        Err(e) => {
+            let error = ErrorObject::upstream_protocol_error(format!(
+                "the server's response could not be read back: {e}"
+            ));
+            (error_response(Some(&id), error), Outcome::UpstreamFailed)
+        }
+    }
 }
 
 /// Session mode: the session's own process; its `initialize` is the
