@@ -133,6 +133,39 @@ async fn an_evicted_session_gets_404_its_stream_ends_and_its_client_starts_anew(
     assert_eq!(ended(&m, "pressure"), 2.0, "{:?}", m.0);
 }
 
+/// Regression: a new session ended the only one while its client was
+/// still in its handshake, so that client's `notifications/initialized` got
+/// 404 (a burst of 64 sessions on 64 processes in benches/run.sh). The
+/// newcomer now waits, and ends the session once its client has spoken.
+#[tokio::test]
+async fn a_session_mid_handshake_is_not_ended_and_the_newcomer_gets_it_after() {
+    let proxy = session_proxy("1", &[]);
+    let first = Mcp::initialize_only(&proxy).await;
+    let newcomer = {
+        let proxy_post = proxy.post(initialize_body(1, json!({})).to_string());
+        tokio::spawn(async move { proxy_post.send().await })
+    };
+    // The newcomer is waiting for the only process by now.
+    proxy
+        .wait_metrics("a waiter in the pool's queue", |m| {
+            m.get("stdiopool_pool_waiting") >= 1.0
+        })
+        .await;
+    let reply = first.initialized().await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+    // Past its handshake and quiet: the waiting newcomer ends it.
+    let reply = tokio::time::timeout(e2e_support::LIMIT, newcomer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = first.call_tool_reply("pid", json!({})).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text());
+    let m = proxy.metrics().await;
+    assert_eq!(ended(&m, "pressure"), 1.0, "{:?}", m.0);
+    assert_eq!(m.get("stdiopool_pool_wait_timeouts_total"), 0.0);
+}
+
 #[tokio::test]
 async fn with_eviction_off_a_full_pool_answers_503_and_ends_no_session() {
     let proxy = session_proxy(

@@ -118,24 +118,47 @@ async fn initialize(
 }
 
 /// A process for a new session. When every process has a session and
-/// eviction is on, the session idle longest (nothing in flight) is ended
-/// first; either way the new session then waits, in the pool's fair queue,
-/// for a process up to `--wait-timeout` (then 503). Each `initialize` that
-/// finds the pool full ends at most one session, so concurrent ones make
-/// room for each other without ending more sessions than they need.
+/// eviction is on, the session idle longest (nothing in flight, past its
+/// handshake) is ended; the new session waits, in the pool's fair queue, for
+/// a process up to `--wait-timeout` (then 503), and while it waits without
+/// having ended one it looks again every [`EVICTION_RETRY`] (sessions busy
+/// or mid-handshake at first go quiet). Each `initialize` that finds the
+/// pool full ends at most one session, so concurrent ones make room for each
+/// other without ending more sessions than they need.
 pub(super) async fn checkout(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
     let conn = match st.pool.try_get().await {
         Ok(conn) => conn,
-        Err(PoolError::Timeout(TimeoutStage::Wait)) => {
-            if st.config.session_eviction && !st.sessions.evict_idlest(Duration::ZERO) {
-                tracing::debug!("every server process has a session with a request in flight");
-            }
-            st.pool.get().await.map_err(|e| pool_error(st, e))?
-        }
+        Err(PoolError::Timeout(TimeoutStage::Wait)) => wait_making_room(st).await?,
         Err(e) => return Err(pool_error(st, e)),
     };
     keep_a_spare(st);
     Ok(conn)
+}
+
+/// How often a new session waiting for a process looks again for one to end.
+const EVICTION_RETRY: Duration = Duration::from_millis(100);
+
+/// The pool is full: queue for a process, ending at most one session for it
+/// (see [`checkout`]). Cancel-safe: the pool's `get` gives back its place
+/// when dropped, and ending a session is done or not, never half.
+async fn wait_making_room(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
+    let mut evicted = !st.config.session_eviction;
+    if !evicted {
+        evicted = st.sessions.evict_idlest(Duration::ZERO);
+    }
+    let get = st.pool.get();
+    tokio::pin!(get);
+    loop {
+        if evicted {
+            return get.await.map_err(|e| pool_error(st, e));
+        }
+        tokio::select! {
+            outcome = &mut get => return outcome.map_err(|e| pool_error(st, e)),
+            () = tokio::time::sleep(EVICTION_RETRY) => {
+                evicted = st.sessions.evict_idlest(Duration::ZERO);
+            }
+        }
+    }
 }
 
 /// After a session took a process: if that left the pool full with no warm

@@ -16,7 +16,7 @@
 //!   the server sends").
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,13 @@ const BACKLOG: usize = 256;
 const GET_STREAM_BUFFER: usize = 256;
 /// How long a server request may wait for a client stream.
 pub(crate) const UNDELIVERED_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a session that its client has not yet spoken in since its
+/// `initialize` (the client's `notifications/initialized` is on its way) is
+/// kept from pressure eviction: without it, a burst of `initialize`s on a
+/// full pool ended each other's sessions before their clients' next message
+/// (404 on `notifications/initialized`, seen under benches/run.sh's 64
+/// concurrent sessions).
+pub(crate) const HANDSHAKE_GRACE: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -62,6 +69,9 @@ pub(crate) struct Session {
     get_stream: Mutex<Option<mpsc::Sender<Value>>>,
     backlog: Mutex<VecDeque<Backlogged>>,
     last_active: Mutex<Instant>,
+    /// Whether the client has sent anything on the session since it was
+    /// made ([`HANDSHAKE_GRACE`]).
+    heard: AtomicBool,
     ended: CancellationToken,
     /// Pooled mode: the client's `initialize` params (its capabilities say
     /// which server requests may be relayed to it).
@@ -118,6 +128,7 @@ impl Session {
             get_stream: Mutex::new(None),
             backlog: Mutex::new(VecDeque::new()),
             last_active: Mutex::new(Instant::now()),
+            heard: AtomicBool::new(false),
             ended: CancellationToken::new(),
             client_initialize: OnceLock::new(),
             relays: Relays::default(),
@@ -153,8 +164,19 @@ impl Session {
         self.conn.as_deref()
     }
 
+    /// The client did something on the session (every caller is a client's
+    /// message, request or stream).
     pub(crate) fn touch(&self) {
         *lock(&self.last_active) = Instant::now();
+        self.heard.store(true, Ordering::Release);
+    }
+
+    /// Not yet heard from since it was made, and made less than
+    /// [`HANDSHAKE_GRACE`] before `now`: its client is finishing the
+    /// handshake, so pressure must not end it.
+    fn in_handshake(&self, now: Instant) -> bool {
+        !self.heard.load(Ordering::Acquire)
+            && now.saturating_duration_since(*lock(&self.last_active)) < HANDSHAKE_GRACE
     }
 
     /// Registers a client request in flight. A request id still in flight
@@ -451,9 +473,9 @@ impl Sessions {
     }
 
     /// Pressure: ends the session whose last request ended longest ago,
-    /// among those with no request in flight and quiet for at least
-    /// `quiet_for` (an open GET stream does not protect a session: it only
-    /// listens). Its id is answered 404 from now on, its GET stream ends, and
+    /// among those with no request in flight, quiet for at least
+    /// `quiet_for` and past their handshake ([`HANDSHAKE_GRACE`]; an open
+    /// GET stream does not protect a session: it only listens). Its id is answered 404 from now on, its GET stream ends, and
     /// its process is destroyed once the last reference goes (at once:
     /// nothing is in flight). Returns whether a session was ended.
     pub(crate) fn evict_idlest(&self, quiet_for: Duration) -> bool {
@@ -461,6 +483,7 @@ impl Sessions {
         let now = Instant::now();
         let mut candidates: Vec<(Instant, SessionId)> = map
             .values()
+            .filter(|s| !s.in_handshake(now))
             .filter_map(|s| s.quiet_since().map(|since| (since, s.id.clone())))
             .filter(|(since, _)| now.duration_since(*since) >= quiet_for)
             .collect();

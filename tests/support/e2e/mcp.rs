@@ -79,6 +79,34 @@ impl Mcp {
         mcp
     }
 
+    /// Initializes a session and stops there: the client's
+    /// `notifications/initialized` is left to [`Mcp::initialized`].
+    pub async fn initialize_only(proxy: &ProxyProcess) -> Mcp {
+        let reply = proxy
+            .post(initialize_body(0, json!({})).to_string())
+            .send()
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "initialize: {}", reply.text());
+        let session = reply
+            .header("mcp-session-id")
+            .expect("initialize reply without Mcp-Session-Id")
+            .to_owned();
+        Mcp {
+            addr: proxy.addr,
+            path: proxy.path.clone(),
+            session,
+            token: None,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Sends `notifications/initialized`; returns the reply (202 expected).
+    pub async fn initialized(&self) -> Reply {
+        self.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await
+    }
+
     /// Initializes a session with `capabilities` and an optional bearer token.
     pub async fn connect_with(
         proxy: &ProxyProcess,

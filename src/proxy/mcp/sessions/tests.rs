@@ -3,8 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
 
+/// A session past its handshake (its client has spoken in it).
 fn session() -> Arc<Session> {
-    Session::new(SessionId::generate().unwrap(), None)
+    let s = Session::new(SessionId::generate().unwrap(), None);
+    s.touch();
+    s
 }
 
 fn store(sessions: &[&Arc<Session>]) -> Sessions {
@@ -34,6 +37,27 @@ fn eviction_ends_the_session_quiet_longest_and_counts_it() {
     assert!(store.get(&new.id).is_some(), "the newer one stays");
     assert!(old.ended.is_cancelled());
     assert_eq!(ended(&store, EndReason::Pressure), 1);
+}
+
+/// Regression: a burst of `initialize`s on a full pool ended sessions
+/// before their clients' `notifications/initialized` (404).
+#[test]
+fn a_session_is_not_evicted_before_its_client_speaks_in_it_within_the_grace() {
+    let fresh = Session::new(SessionId::generate().unwrap(), None);
+    let store = store(&[&fresh]);
+    assert!(!store.evict_idlest(Duration::ZERO), "mid-handshake");
+    assert!(store.get(&fresh.id).is_some());
+    // Once its client has spoken (and gone quiet) it is evictable.
+    fresh.touch();
+    assert!(store.evict_idlest(Duration::ZERO));
+    assert!(store.get(&fresh.id).is_none());
+
+    // A client that never speaks is protected for the grace only.
+    let silent = Session::new(SessionId::generate().unwrap(), None);
+    *lock(&silent.last_active) = Instant::now() - HANDSHAKE_GRACE;
+    let store = super::Sessions::default();
+    store.insert(Arc::clone(&silent));
+    assert!(store.evict_idlest(Duration::ZERO));
 }
 
 #[test]
