@@ -68,6 +68,21 @@ fn init_logging(config: &Config) {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    // First of all: from here on SIGTERM/SIGINT (and, with a server list,
+    // SIGHUP) are ours, so one that comes during start-up or right after the
+    // banner starts the stop sequence instead of killing the proxy outright.
+    let stop_signals = stdiopool::app::StopSignals::install();
+    let hangups = if config.servers.is_some() {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: reload is off");
+                None
+            }
+        }
+    } else {
+        None
+    };
     // Grandchildren orphaned when a wrapper (npx → node) dies are re-parented
     // to us, so the stop sequence can reap them.
     if let Err(e) = become_subreaper() {
@@ -95,7 +110,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let banner = match proxy.servers() {
         Some(table) => {
             // SIGHUP re-reads the file (the same arguments and environment).
-            tokio::spawn(reload_on_sighup(table.clone()));
+            if let Some(hangups) = hangups {
+                tokio::spawn(reload_on_sighup(hangups, table.clone()));
+            }
             operator::servers_banner(&banner_config, address, &table.banner_lines(), &interfaces)
         }
         None => operator::banner(&banner_config, address, upstream, &interfaces),
@@ -111,7 +128,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "could not print the banner on stdout");
         }
     }
-    let stop = stdiopool::app::stop_on_signal(proxy.drain(), banner_config.drain_delay);
+    let stop = stop_signals.wait(proxy.drain(), banner_config.drain_delay);
     let report = proxy.serve(listener, stop).await?;
     if report.stops_left > 0 {
         tracing::warn!(
@@ -124,14 +141,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 /// On each SIGHUP, reads the configuration again and applies its server
 /// list; an invalid file changes nothing and is logged as an error.
-async fn reload_on_sighup(table: std::sync::Arc<stdiopool::app::ServerTable>) {
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => signal,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP: reload is off");
-            return;
-        }
-    };
+async fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    table: std::sync::Arc<stdiopool::app::ServerTable>,
+) {
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reading the configuration again");
         match Config::load() {

@@ -298,3 +298,41 @@ async fn after_the_drain_delay_the_proxy_drains_and_exits_by_itself() {
     );
     assert!(leftovers(&seen).is_empty());
 }
+
+/// Regression: SIGTERM was listened for only once the proxy served, so one
+/// that came while it started its servers (or just after the banner, as a
+/// test's stop did: `after_the_drain_delay_…` failed once with "signal: 15")
+/// killed it by the default action, without its stop sequence. Now the
+/// signal waits for the start to finish, then the proxy stops cleanly.
+#[tokio::test]
+async fn sigterm_during_start_up_stops_the_proxy_cleanly_once_it_is_up() {
+    become_subreaper().unwrap();
+    let mut child = tokio::process::Command::new(e2e_support::BIN)
+        .args(["--listen", "127.0.0.1:0", "--drain-delay", "0", "--"])
+        .args([e2e_support::FIXTURE, "--slow-start", "1500"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    // The server process exists: the proxy is inside its start-up.
+    let mut seen = BTreeSet::new();
+    for _ in 0..500 {
+        seen.extend(descendants(pid).iter().map(|p| p.pid));
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!seen.is_empty(), "the proxy started no server process");
+    nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    let exit = tokio::time::timeout(e2e_support::LIMIT, child.wait())
+        .await
+        .expect("the proxy did not exit")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "{exit}");
+    let left = leftovers(&seen);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

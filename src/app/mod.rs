@@ -25,7 +25,7 @@ mod served;
 mod table;
 mod wiring;
 
-pub use drain::{Drain, stop_on_signal};
+pub use drain::{Drain, StopSignals};
 pub use served::Served;
 pub use table::{ReloadReport, ServerTable};
 pub use wiring::{DemoServer, RUN_FIXTURE_ENV, process_spec};
@@ -319,7 +319,7 @@ impl Proxy {
     }
 
     /// The switch that turns `/readyz` to 503 before the drain
-    /// ([`stop_on_signal`]; `--drain-delay`).
+    /// ([`StopSignals::wait`]; `--drain-delay`).
     pub fn drain(&self) -> Drain {
         Drain(self.draining.clone())
     }
