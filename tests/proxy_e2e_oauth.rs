@@ -554,3 +554,93 @@ async fn the_legacy_sse_routes_need_the_access_token_too() {
     assert_eq!(open.status, StatusCode::OK);
     assert_eq!(proxy.metrics().await.get("stdiopool_sessions"), 1.0);
 }
+
+/// A session belongs to the subject whose token made it: another subject's
+/// token with its id gets the unknown id's 404 on POST, GET and DELETE, and
+/// the owner's session goes on untouched (the spec's security guidance:
+/// bind session ids to the user, so a leaked id is not a way in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_answers_only_the_subject_that_made_it() {
+    let key = Key::new(Algorithm::ES256, "owner");
+    let keys = KeysEndpoint::start(&[&key]).await;
+    let alice = key.sign(&good_claims());
+    let bob = key.sign(&with(good_claims(), "sub", json!("bob@example.test")));
+    for mode in e2e_support::MODES {
+        let proxy = start(&keys, &["--mode", mode]);
+        let mine = Mcp::connect_with(&proxy, json!({}), Some(&alice)).await;
+        let theirs = mine.with_token(&bob);
+        let reply = theirs
+            .call_tool_reply("echo", json!({"message": "x"}))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{mode}: {}",
+            reply.text()
+        );
+        let get = theirs
+            .request(Method::GET)
+            .header("accept", "text/event-stream")
+            .send()
+            .await;
+        if mode == "session" {
+            assert_eq!(get.status, StatusCode::NOT_FOUND, "{mode}: {}", get.text());
+        }
+        assert_eq!(
+            theirs.delete().await.status,
+            StatusCode::NOT_FOUND,
+            "{mode}"
+        );
+        let answer = mine
+            .call_tool("echo", json!({"message": "still mine"}))
+            .await;
+        assert_eq!(e2e_support::result_text(&answer), "still mine", "{mode}");
+        assert_eq!(mine.delete().await.status, StatusCode::OK, "{mode}");
+    }
+}
+
+/// Signed pooled ids (`--session-key-file`) carry their owner: another
+/// instance with the key serves the owner's requests and refuses another
+/// subject's with the same 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_session_answers_only_its_subject_on_every_instance() {
+    let key = Key::new(Algorithm::ES256, "owner-signed");
+    let keys = KeysEndpoint::start(&[&key]).await;
+    let key_file = e2e_support::TempFile::new("oauth-session-key");
+    std::fs::write(key_file.path(), "k".repeat(48)).unwrap();
+    let one = start(
+        &keys,
+        &[
+            "--session-key-file",
+            key_file.path(),
+            "--instance-id",
+            "one",
+        ],
+    );
+    let two = start(
+        &keys,
+        &[
+            "--session-key-file",
+            key_file.path(),
+            "--instance-id",
+            "two",
+        ],
+    );
+    let alice = key.sign(&good_claims());
+    let bob = key.sign(&with(good_claims(), "sub", json!("bob@example.test")));
+    let mine = Mcp::connect_with(&one, json!({}), Some(&alice)).await;
+    let reply = mine
+        .elsewhere(two.addr, &bob)
+        .call_tool_reply("echo", json!({"message": "x"}))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text());
+    assert_eq!(
+        mine.elsewhere(two.addr, &bob).delete().await.status,
+        StatusCode::NOT_FOUND
+    );
+    let answer = mine
+        .elsewhere(two.addr, &alice)
+        .call_tool("echo", json!({"message": "served by two"}))
+        .await;
+    assert_eq!(e2e_support::result_text(&answer), "served by two");
+}

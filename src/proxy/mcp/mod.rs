@@ -46,7 +46,7 @@ use self::calls::{Ending, raw};
 use self::record::{Reply, Tally, respond};
 pub(crate) use self::session_token::SessionSigner;
 pub(crate) use self::sessions::Sessions;
-use self::sessions::{EndReason, Session};
+use self::sessions::{EndReason, Owner, Session};
 use super::transport::error::ProxyError;
 use super::transport::message::MessageKind;
 use super::transport::negotiate::ReplyFormat;
@@ -97,9 +97,13 @@ impl McpState {
 
     /// A new session id: signed when a key is set (pooled mode), else local
     /// to this instance; either way led by this instance's id.
-    fn mint_session_id(&self, params: Option<&Value>) -> Result<SessionId, ProxyError> {
+    fn mint_session_id(
+        &self,
+        params: Option<&Value>,
+        owner: Option<Owner>,
+    ) -> Result<SessionId, ProxyError> {
         match &self.signer {
-            Some(signer) => Ok(signer.mint(params)?),
+            Some(signer) => Ok(signer.mint_for(params, owner)?),
             None => Ok(SessionId::generate_for(&self.config.instance_id)?),
         }
     }
@@ -109,14 +113,26 @@ impl McpState {
     /// into this instance's store (so relays answered here find it, and the
     /// idle reaper forgets it). Anything else unknown is 404; one minted by
     /// another instance says so ([`not_found`]).
-    fn find_session(&self, id: &SessionId) -> Result<Arc<Session>, ProxyError> {
+    ///
+    /// `who` is the request's owner ([`Owner`]): a session owned by someone
+    /// else is not found either (the same 404 as an unknown id).
+    fn find_session(&self, id: &SessionId, who: Option<Owner>) -> Result<Arc<Session>, ProxyError> {
         if let Some(session) = self.sessions.get(id) {
-            return Ok(session);
+            return if session.admits(who) {
+                Ok(session)
+            } else {
+                Err(ProxyError::SessionNotFound)
+            };
         }
-        if let Some(params) = self.signer.as_ref().and_then(|s| s.verify_live(id)) {
-            return Ok(self
+        if let Some((params, owner)) = self.signer.as_ref().and_then(|s| s.verify_live_owned(id)) {
+            let session = self
                 .sessions
-                .adopt(Session::pooled(id.clone(), Some(params))));
+                .adopt(Session::pooled(id.clone(), Some(params)).bind(owner));
+            return if session.admits(who) {
+                Ok(session)
+            } else {
+                Err(ProxyError::SessionNotFound)
+            };
         }
         Err(self.not_found(id))
     }
@@ -172,6 +188,8 @@ enum Admitted {
         id: Id,
         method: String,
         params: Option<Value>,
+        /// Who the new session will belong to (OAuth).
+        owner: Option<Owner>,
     },
     /// A request in a live session.
     Request {
@@ -221,10 +239,15 @@ fn admit(st: &McpState, post: McpPost) -> Result<Admitted, ProxyError> {
                 "initialize must be a request".into(),
             ));
         };
-        return Ok(Admitted::Initialize { id, method, params });
+        return Ok(Admitted::Initialize {
+            id,
+            method,
+            params,
+            owner: Owner::of(post.subject.as_ref()),
+        });
     }
     let session_id = post.session.ok_or(ProxyError::SessionRequired)?;
-    let session = st.find_session(&session_id)?;
+    let session = st.find_session(&session_id, Owner::of(post.subject.as_ref()))?;
     session.touch();
     Ok(match (post.message.kind, post.message.message) {
         (MessageKind::Request { .. }, Message::Request { id, method, params }) => {
@@ -371,8 +394,14 @@ async fn delete(State(st): Shared, del: McpDelete) -> Response {
             Outcome::Ok,
         ))
     };
-    let signed = st.signer.as_ref().is_some_and(|s| s.delete(&del.session));
-    let result = match st.sessions.remove(&del.session, EndReason::Delete) {
+    let who = Owner::of(del.subject.as_ref());
+    // Another owner's session is not found: not ended, not remembered.
+    let signed = st.signer.as_ref().is_some_and(|s| {
+        s.verify_live_owned(&del.session)
+            .is_some_and(|(_, owner)| owner.is_none_or(|o| who == Some(o)))
+            && s.delete(&del.session)
+    });
+    let result = match st.sessions.remove_for(&del.session, who, EndReason::Delete) {
         Some(_) => ok(),
         None if signed => ok(),
         None => Err(st.not_found(&del.session)),

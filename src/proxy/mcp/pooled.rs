@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::calls::raw;
 use super::initialize::{pooled_initialize_result, refused_in_pooled_mode};
 use super::record::{Reply, Tally, respond};
-use super::sessions::Session;
+use super::sessions::{Owner, Session};
 use super::sse::{accepted, json_reply, with_session_id};
 use super::{Admitted, ConnSource, McpState, Shared, admit, forward, local_answer, pool_error};
 use crate::jsonrpc::{ErrorObject, Id, error_response, response};
@@ -39,7 +39,9 @@ async fn post_mcp(State(st): Shared, tally: Tally, post: McpPost) -> Response {
 
 async fn handle(st: &McpState, post: McpPost, tally: Tally) -> Result<Reply, ProxyError> {
     match admit(st, post)? {
-        Admitted::Initialize { id, params, .. } => initialize(st, &id, params),
+        Admitted::Initialize {
+            id, params, owner, ..
+        } => initialize(st, &id, params, owner),
         Admitted::Request { session, request } => {
             pooled_request(st, &session, request, tally).await
         }
@@ -60,15 +62,20 @@ async fn handle(st: &McpState, post: McpPost, tally: Tally) -> Result<Reply, Pro
     }
 }
 
-fn initialize(st: &McpState, id: &Id, params: Option<Value>) -> Result<Reply, ProxyError> {
-    let session_id = st.mint_session_id(params.as_ref())?;
+fn initialize(
+    st: &McpState,
+    id: &Id,
+    params: Option<Value>,
+    owner: Option<Owner>,
+) -> Result<Reply, ProxyError> {
+    let session_id = st.mint_session_id(params.as_ref(), owner)?;
     let requested = params
         .as_ref()
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str);
     let result = pooled_initialize_result(&st.initialize_result, requested);
     st.sessions
-        .insert(Session::pooled(session_id.clone(), params));
+        .insert(Session::pooled(session_id.clone(), params).bind(owner));
     let reply = json_reply(raw(&response(id, result)));
     Ok(Reply::Done(
         with_session_id(reply, &session_id),

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::calls::{self, Ending, raw};
 use super::record::{Reply, Tally, respond};
-use super::sessions::{Session, spawn_router};
+use super::sessions::{Owner, Session, spawn_router};
 use super::sse::{accepted, json_reply, sse_stream, with_session_id};
 use super::{Admitted, ConnSource, McpState, Shared, admit, forward, pool_error, upstream_gone};
 use crate::jsonrpc::Id;
@@ -53,7 +53,12 @@ async fn post_mcp(State(st): Shared, tally: Tally, post: McpPost) -> Response {
 
 async fn handle(st: &McpState, post: McpPost, tally: Tally) -> Result<Reply, ProxyError> {
     match admit(st, post)? {
-        Admitted::Initialize { id, method, params } => initialize(st, id, method, params).await,
+        Admitted::Initialize {
+            id,
+            method,
+            params,
+            owner,
+        } => initialize(st, id, method, params, owner).await,
         Admitted::Request { session, request } => {
             owned_conn(&session)?;
             // Any request may bring server messages with it (logging,
@@ -91,8 +96,9 @@ async fn initialize(
     id: Id,
     method: String,
     params: Option<Value>,
+    owner: Option<Owner>,
 ) -> Result<Reply, ProxyError> {
-    let session_id = st.mint_session_id(None)?;
+    let session_id = st.mint_session_id(None, None)?;
     // A warm spawned process, not yet initialized: the client's own
     // initialize is its handshake.
     let conn = checkout(st).await?;
@@ -106,7 +112,7 @@ async fn initialize(
         Pooled::discard(conn);
         return Ok(Reply::Done(reply, ending.outcome()));
     }
-    let session = Session::new(session_id.clone(), Some(conn));
+    let session = Session::new(session_id.clone(), Some(conn)).bind(owner);
     if let Some(messages) = messages {
         spawn_router(&session, messages);
     }
@@ -190,7 +196,7 @@ async fn get_mcp(State(st): Shared, get: McpGet) -> Response {
         if st.shutdown.is_cancelled() {
             return Err(ProxyError::ShuttingDown);
         }
-        let session = st.find_session(&get.session)?;
+        let session = st.find_session(&get.session, Owner::of(get.subject.as_ref()))?;
         let slot = st.sessions.stream_slot()?;
         Ok((session.open_stream()?, slot))
     })()

@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 use rand::TryRng;
 use rand::rngs::SysRng;
 
+use super::sessions::Owner;
 use crate::proxy::transport::session_id::{SessionId, SessionIdError};
 use crate::values::{InstanceId, SessionKey};
 
@@ -86,6 +87,9 @@ struct Claims {
     /// second are two sessions (their request ids must not meet).
     #[serde(rename = "n")]
     nonce: String,
+    /// The session's owner (OAuth; `sessions::Owner`, base64url).
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 impl SessionSigner {
@@ -105,7 +109,18 @@ impl SessionSigner {
     }
 
     /// A signed id for a client that initialized with `params`.
+    #[cfg(test)]
     pub(crate) fn mint(&self, params: Option<&Value>) -> Result<SessionId, SessionIdError> {
+        self.mint_for(params, None)
+    }
+
+    /// A signed id for a client that initialized with `params`, its session
+    /// owned by `owner` (OAuth).
+    pub(crate) fn mint_for(
+        &self,
+        params: Option<&Value>,
+        owner: Option<Owner>,
+    ) -> Result<SessionId, SessionIdError> {
         let mut nonce = [0u8; 16];
         SysRng
             .try_fill_bytes(&mut nonce)
@@ -117,6 +132,7 @@ impl SessionSigner {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             capabilities: relayed_capabilities(params),
+            owner: owner.map(|o| URL_SAFE_NO_PAD.encode(o.as_bytes())),
             issued_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -137,10 +153,15 @@ impl SessionSigner {
 
     /// As [`SessionSigner::verify`], and `None` for an id deleted here.
     pub(crate) fn verify_live(&self, id: &SessionId) -> Option<Value> {
+        self.verify_live_owned(id).map(|(params, _)| params)
+    }
+
+    /// As [`SessionSigner::verify_live`], with the session's owner.
+    pub(crate) fn verify_live_owned(&self, id: &SessionId) -> Option<(Value, Option<Owner>)> {
         if self.lock_deleted().ids.contains(id) {
             return None;
         }
-        self.verify(id)
+        self.verify_owned(id)
     }
 
     /// A DELETE of `id` reached this instance: whether `id` is a live
@@ -168,7 +189,14 @@ impl SessionSigner {
 
     /// The `initialize` params the session was made with, if `id` is a
     /// signed id that verifies under the key; `None` for anything else.
+    #[cfg(test)]
     pub(crate) fn verify(&self, id: &SessionId) -> Option<Value> {
+        self.verify_owned(id).map(|(params, _)| params)
+    }
+
+    /// As [`SessionSigner::verify`], with the session's owner (an owner
+    /// claim that does not decode refuses the id).
+    pub(crate) fn verify_owned(&self, id: &SessionId) -> Option<(Value, Option<Owner>)> {
         let (instance, payload, mac) = id.signed_parts()?;
         let tag = URL_SAFE_NO_PAD.decode(mac).ok()?;
         hmac::verify(&self.key, &message(&self.scope, instance, payload), &tag).ok()?;
@@ -178,7 +206,11 @@ impl SessionSigner {
             params.insert("protocolVersion".into(), Value::String(version));
         }
         params.insert("capabilities".into(), Value::Object(claims.capabilities));
-        Some(Value::Object(params))
+        let owner = match claims.owner {
+            None => None,
+            Some(text) => Some(Owner::from_bytes(&URL_SAFE_NO_PAD.decode(text).ok()?)?),
+        };
+        Some((Value::Object(params), owner))
     }
 }
 
@@ -296,6 +328,26 @@ mod tests {
         let local = SessionId::generate().unwrap();
         assert!(mine.verify(&local).is_none());
         assert!(mine.verify(&id).is_some());
+    }
+
+    #[test]
+    fn the_owner_travels_in_the_id_under_the_mac() {
+        let owner = Owner::of(Some(&crate::proxy::transport::oauth::Subject(
+            "alice".into(),
+        )));
+        let s = signer("k", "web-1");
+        let id = s.mint_for(Some(&params()), owner).unwrap();
+        let (_, restored) = signer("k", "web-2").verify_owned(&id).unwrap();
+        assert_eq!(restored, owner);
+        assert!(!id.as_str().contains("alice"), "a digest, not the subject");
+        let (_, none) = s.verify_owned(&s.mint(None).unwrap()).unwrap();
+        assert_eq!(none, None);
+        // Claims naming another owner, with the old MAC: refused.
+        let (instance, _, mac) = id.signed_parts().unwrap();
+        let other =
+            URL_SAFE_NO_PAD.encode(br#"{"c":{},"t":0,"n":"x","u":"AAAAAAAAAAAAAAAAAAAAAA"}"#);
+        let forged = SessionId::parse(&format!("{instance}.{other}.{mac}")).unwrap();
+        assert!(s.verify_owned(&forged).is_none());
     }
 
     /// One deployment serving several routes: a server's signed ids must not

@@ -29,6 +29,7 @@ use crate::jsonrpc::{ErrorObject, Id, error_response};
 use crate::listener::{StreamSlot, StreamSlots};
 use crate::pool::Pooled;
 use crate::proxy::transport::error::ProxyError;
+use crate::proxy::transport::oauth::Subject;
 use crate::proxy::transport::session_id::SessionId;
 use crate::upstream::connection::{Connection, ServerMessage};
 use crate::upstream::manager::UpstreamManager;
@@ -46,6 +47,43 @@ pub(crate) const UNDELIVERED_REQUEST_TIMEOUT: Duration = Duration::from_secs(10)
 /// (404 on `notifications/initialized`, seen under benches/run.sh's 64
 /// concurrent sessions).
 pub(crate) const HANDSHAKE_GRACE: Duration = Duration::from_secs(2);
+
+/// Who a session belongs to, when the proxy is an OAuth resource server: a
+/// digest (128 bits of SHA-256) of the subject its `initialize` was accepted
+/// with. Requests naming the session with another subject's token (or none)
+/// get the unknown id's 404, as the spec's security guidance asks (bind
+/// sessions to the user; docs/PROXY.md, "OAuth"). A digest, so the subject
+/// never travels in a signed id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Owner([u8; 16]);
+
+impl std::fmt::Debug for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Owner(..)")
+    }
+}
+
+impl Owner {
+    /// The owner a request with `subject` would make (none without OAuth,
+    /// or for a token without `sub`).
+    pub(crate) fn of(subject: Option<&Subject>) -> Option<Owner> {
+        let subject = subject?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, subject.0.as_bytes());
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&digest.as_ref()[..16]);
+        Some(Owner(tag))
+    }
+
+    /// The digest's bytes (for a signed id's claims).
+    pub(crate) fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// From a signed id's claims.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Owner> {
+        Some(Owner(bytes.try_into().ok()?))
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -72,6 +110,8 @@ pub(crate) struct Session {
     /// Whether the client has sent anything on the session since it was
     /// made ([`HANDSHAKE_GRACE`]).
     heard: AtomicBool,
+    /// Set once, right after it is made (OAuth only; see [`Owner`]).
+    owner: OnceLock<Owner>,
     ended: CancellationToken,
     /// Pooled mode: the client's `initialize` params (its capabilities say
     /// which server requests may be relayed to it).
@@ -129,6 +169,7 @@ impl Session {
             backlog: Mutex::new(VecDeque::new()),
             last_active: Mutex::new(Instant::now()),
             heard: AtomicBool::new(false),
+            owner: OnceLock::new(),
             ended: CancellationToken::new(),
             client_initialize: OnceLock::new(),
             relays: Relays::default(),
@@ -147,6 +188,20 @@ impl Session {
     /// whether they were set (once only).
     pub(crate) fn set_client_initialize(&self, params: Value) -> bool {
         self.client_initialize.set(params).is_ok()
+    }
+
+    /// Binds the session to `owner` (before it is published; once only).
+    pub(crate) fn bind(self: Arc<Self>, owner: Option<Owner>) -> Arc<Self> {
+        if let Some(owner) = owner {
+            let _ = self.owner.set(owner);
+        }
+        self
+    }
+
+    /// Whether a request made as `who` may use the session: any request
+    /// when it has no owner, else only its owner's.
+    pub(crate) fn admits(&self, who: Option<Owner>) -> bool {
+        self.owner.get().is_none_or(|owner| who == Some(*owner))
     }
 
     /// Pooled mode: the client's `initialize` params.
@@ -453,6 +508,31 @@ impl Sessions {
             self.remove(id, EndReason::ProcessExit);
             return None;
         }
+        Some(session)
+    }
+
+    /// [`Sessions::get`] for a request made as `who`: a session that does not
+    /// admit it is not found (the same 404 as an unknown id).
+    pub(crate) fn get_for(&self, id: &SessionId, who: Option<Owner>) -> Option<Arc<Session>> {
+        self.get(id).filter(|s| s.admits(who))
+    }
+
+    /// Ends the session if it admits `who` (a DELETE made as `who`).
+    pub(crate) fn remove_for(
+        &self,
+        id: &SessionId,
+        who: Option<Owner>,
+        reason: EndReason,
+    ) -> Option<Arc<Session>> {
+        let session = {
+            let mut map = lock(&self.map);
+            if !map.get(id)?.admits(who) {
+                return None;
+            }
+            map.remove(id)?
+        };
+        session.end();
+        self.count(reason);
         Some(session)
     }
 

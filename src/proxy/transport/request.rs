@@ -33,7 +33,7 @@ use super::auth::require_bearer;
 use super::error::ProxyError;
 use super::message::IncomingMessage;
 use super::negotiate::{check_content_type, check_get_accept, check_post_accept};
-use super::oauth::{TokenVerifier, require_oauth};
+use super::oauth::{Subject, TokenVerifier, require_oauth};
 use super::origin::{OriginGuard, guard_origin};
 use super::protocol_version::{self, PROTOCOL_VERSION_HEADER};
 use super::session_id::{SESSION_ID_HEADER, SessionId};
@@ -68,6 +68,9 @@ pub struct McpPost {
         reason = "checked here; read by the fronts that answer per version (the 2026 front), not by today's handlers"
     )]
     pub protocol_version: ProtocolVersion,
+    /// The OAuth subject the request was accepted with (set by the
+    /// extractor from `require_oauth`'s extension).
+    pub subject: Option<Subject>,
 }
 
 impl McpPost {
@@ -86,6 +89,7 @@ impl McpPost {
                 session: SessionId::from_headers(headers).ok().flatten(),
                 protocol_version: ProtocolVersion::ASSUMED_WHEN_ABSENT,
                 message,
+                subject: None,
             });
         }
         let session = require_session(headers)?;
@@ -94,6 +98,7 @@ impl McpPost {
             message,
             session: Some(session),
             protocol_version,
+            subject: None,
         })
     }
 }
@@ -108,7 +113,9 @@ impl<S: Send + Sync> FromRequest<S> for McpPost {
             .copied()
             .unwrap_or(BodyLimit::DEFAULT);
         let (parts, body) = req.into_parts();
-        McpPost::check(&parts.headers, body, limit).await
+        let mut post = McpPost::check(&parts.headers, body, limit).await?;
+        post.subject = parts.extensions.get::<Subject>().cloned();
+        Ok(post)
     }
 }
 
@@ -129,6 +136,8 @@ pub struct McpGet {
         reason = "resumability is not provided (docs/PROXY.md); kept so a front that adds it need not re-read the header"
     )]
     pub last_event_id: Option<String>,
+    /// The OAuth subject the request was accepted with.
+    pub subject: Option<Subject>,
 }
 
 impl McpGet {
@@ -145,6 +154,7 @@ impl McpGet {
             session,
             protocol_version,
             last_event_id,
+            subject: None,
         })
     }
 }
@@ -153,7 +163,9 @@ impl<S: Send + Sync> FromRequestParts<S> for McpGet {
     type Rejection = ProxyError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        McpGet::check(&parts.headers)
+        let mut get = McpGet::check(&parts.headers)?;
+        get.subject = parts.extensions.get::<Subject>().cloned();
+        Ok(get)
     }
 }
 
@@ -168,6 +180,8 @@ pub struct McpDelete {
         reason = "checked here; read by the fronts that answer per version (the 2026 front), not by today's handlers"
     )]
     pub protocol_version: ProtocolVersion,
+    /// The OAuth subject the request was accepted with.
+    pub subject: Option<Subject>,
 }
 
 impl McpDelete {
@@ -178,6 +192,7 @@ impl McpDelete {
         Ok(McpDelete {
             session,
             protocol_version,
+            subject: None,
         })
     }
 }
@@ -186,7 +201,9 @@ impl<S: Send + Sync> FromRequestParts<S> for McpDelete {
     type Rejection = ProxyError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        McpDelete::check(&parts.headers)
+        let mut delete = McpDelete::check(&parts.headers)?;
+        delete.subject = parts.extensions.get::<Subject>().cloned();
+        Ok(delete)
     }
 }
 

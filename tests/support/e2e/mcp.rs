@@ -148,6 +148,25 @@ impl Mcp {
         mcp
     }
 
+    /// The same session, presented with another bearer token.
+    pub fn with_token(&self, token: &str) -> Mcp {
+        Mcp {
+            addr: self.addr,
+            path: self.path.clone(),
+            session: self.session.clone(),
+            token: Some(token.to_owned()),
+            next_id: AtomicU64::new(1000),
+        }
+    }
+
+    /// The same session id, presented to another proxy (`addr`) with `token`.
+    pub fn elsewhere(&self, addr: std::net::SocketAddr, token: &str) -> Mcp {
+        Mcp {
+            addr,
+            ..self.with_token(token)
+        }
+    }
+
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }

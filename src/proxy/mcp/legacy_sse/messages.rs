@@ -24,11 +24,13 @@ use crate::jsonrpc::{Id, Message};
 use crate::metrics::{METHOD_INVALID, METHOD_RESPONSE, Outcome};
 use crate::proxy::mcp::record::{Reply, Tally, respond};
 use crate::proxy::mcp::session::owned_conn;
+use crate::proxy::mcp::sessions::Owner;
 use crate::proxy::mcp::sse::accepted;
 use crate::proxy::mcp::upstream_gone;
 use crate::proxy::transport::error::ProxyError;
 use crate::proxy::transport::message::IncomingMessage;
 use crate::proxy::transport::negotiate::check_content_type;
+use crate::proxy::transport::oauth::Subject;
 use crate::proxy::transport::request::{BodyLimit, read_body};
 use crate::proxy::transport::session_id::SessionId;
 use crate::upstream::connection::OutgoingRequest;
@@ -49,10 +51,14 @@ pub(super) async fn post_message(
         .unwrap_or(BodyLimit::DEFAULT);
     let (parts, body) = request.into_parts();
     let mut label = METHOD_INVALID.to_owned();
+    let who = Owner::of(parts.extensions.get::<Subject>());
     let result = handle(
         &legacy,
-        parts.uri.query(),
-        &parts.headers,
+        Post {
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            who,
+        },
         body,
         limit,
         tally,
@@ -62,10 +68,21 @@ pub(super) async fn post_message(
     respond(&label, result)
 }
 
+/// What a POST says besides its body.
+struct Post<'a> {
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    /// Its owner (OAuth): another owner's session is not found.
+    who: Option<Owner>,
+}
+
 async fn handle(
     legacy: &Legacy,
-    query: Option<&str>,
-    headers: &HeaderMap,
+    Post {
+        query,
+        headers,
+        who,
+    }: Post<'_>,
     body: Body,
     limit: BodyLimit,
     tally: Tally,
@@ -77,7 +94,10 @@ async fn handle(
     }
     let id = session_in(query)?;
     let outbox = legacy.outbox(&id).ok_or(ProxyError::SessionNotFound)?;
-    let session = st.sessions.get(&id).ok_or(ProxyError::SessionNotFound)?;
+    let session = st
+        .sessions
+        .get_for(&id, who)
+        .ok_or(ProxyError::SessionNotFound)?;
     check_content_type(headers)?;
     let bytes = read_body(headers, body, limit.0).await?;
     let message = IncomingMessage::parse(&bytes)?;

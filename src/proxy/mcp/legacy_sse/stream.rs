@@ -20,6 +20,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::OriginalUri;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -36,9 +37,11 @@ use crate::metrics::{METHOD_GET_STREAM, Outcome};
 use crate::proxy::mcp::calls::raw;
 use crate::proxy::mcp::record::{Reply, respond};
 use crate::proxy::mcp::session::checkout;
+use crate::proxy::mcp::sessions::Owner;
 use crate::proxy::mcp::sessions::{EndReason, Session, spawn_router};
 use crate::proxy::transport::error::ProxyError;
 use crate::proxy::transport::negotiate::check_get_accept;
+use crate::proxy::transport::oauth::Subject;
 use crate::proxy::transport::session_id::SessionId;
 
 /// Messages buffered for a stream whose client reads slowly. A notification
@@ -49,11 +52,13 @@ pub(super) const OUTBOX_BUFFER: usize = 256;
 pub(super) async fn open(
     axum::extract::State(legacy): Shared,
     OriginalUri(uri): OriginalUri,
+    subject: Option<Extension<Subject>>,
     headers: HeaderMap,
 ) -> Response {
+    let owner = Owner::of(subject.as_ref().map(|Extension(s)| s));
     respond(
         METHOD_GET_STREAM,
-        open_stream(&legacy, uri.path(), &headers).await,
+        open_stream(&legacy, uri.path(), &headers, owner).await,
     )
 }
 
@@ -61,6 +66,7 @@ async fn open_stream(
     legacy: &Arc<Legacy>,
     path: &str,
     headers: &HeaderMap,
+    owner: Option<Owner>,
 ) -> Result<Reply, ProxyError> {
     check_get_accept(headers)?;
     let st = &legacy.mcp;
@@ -86,6 +92,7 @@ async fn open_stream(
             session
         }
     };
+    let session = session.bind(owner);
     // A new session has no stream yet, so this cannot be refused.
     let server = session.open_stream()?;
     let (outbox_tx, outbox) = mpsc::channel(OUTBOX_BUFFER);

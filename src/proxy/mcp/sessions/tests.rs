@@ -137,3 +137,36 @@ fn end_reasons_are_counted_apart() {
     assert_eq!(ended(&store, EndReason::Pressure), 0);
     assert_eq!(ended(&store, EndReason::ProcessExit), 0);
 }
+
+#[test]
+fn a_session_with_an_owner_is_found_and_ended_only_for_that_owner() {
+    let subject = |s: &str| Owner::of(Some(&Subject(s.to_owned())));
+    let (alice, bob) = (subject("alice"), subject("bob"));
+    assert!(alice.is_some() && alice != bob);
+    assert_eq!(Owner::of(None), None);
+    let owned = session().bind(alice);
+    let open = session().bind(None);
+    let store = store(&[&owned, &open]);
+    assert!(store.get_for(&owned.id, alice).is_some());
+    assert!(store.get_for(&owned.id, bob).is_none());
+    assert!(
+        store.get_for(&owned.id, None).is_none(),
+        "no token, no session"
+    );
+    assert!(
+        store.get_for(&open.id, bob).is_some(),
+        "no owner: anyone (no OAuth)"
+    );
+    assert!(
+        store
+            .remove_for(&owned.id, bob, EndReason::Delete)
+            .is_none()
+    );
+    assert!(!owned.ended.is_cancelled());
+    assert!(
+        store
+            .remove_for(&owned.id, alice, EndReason::Delete)
+            .is_some()
+    );
+    assert!(owned.ended.is_cancelled());
+}
