@@ -154,3 +154,31 @@ fn is_sse(reply: &e2e_support::Reply) -> bool {
         .header("content-type")
         .is_some_and(|t| t.starts_with("text/event-stream"))
 }
+
+/// The fast path (docs/PERFORMANCE.md): a success response's `result` goes
+/// into the JSON reply exactly as the server wrote it — member order,
+/// spacing, number spellings and escapes a tree would normalise — behind
+/// the client's id, with a `Content-Length` that matches. In both modes.
+#[tokio::test]
+async fn a_json_reply_carries_the_servers_result_bytes_unchanged() {
+    let result = r#"{"b" : 1.50,  "a":[1e2, "\u00e9", "tab\there", "\"q\"", -0, 10000000000000000000001], "z":{ }}"#;
+    for mode in e2e_support::MODES {
+        let proxy = ProxyProcess::start(&["--mode", mode, "--pool-size", "1"], &[]);
+        let mcp = Mcp::connect(&proxy).await;
+        let id = mcp.next_id();
+        let reply = mcp
+            .tool_req(id, "verbatim", json!({ "result": result }))
+            .send()
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{mode}: {}", reply.text());
+        // Both forms are accepted; a response with nothing before it is JSON.
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        let expected = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#);
+        assert_eq!(reply.text(), expected, "{mode}");
+        assert_eq!(
+            reply.header("content-length"),
+            Some(expected.len().to_string().as_str()),
+            "{mode}"
+        );
+    }
+}

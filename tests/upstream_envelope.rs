@@ -51,9 +51,15 @@ read l"#,
     .unwrap();
     assert!(!response.is_error());
     assert_eq!(
-        response.as_raw().get(),
-        r#"{"jsonrpc":"2.0","id":"c-1","result":{"b" : 1.50, "a":[1e2, "\u00e9"]}}"#
+        &response.to_bytes()[..],
+        br#"{"jsonrpc":"2.0","id":"c-1","result":{"b" : 1.50, "a":[1e2, "\u00e9"]}}"#
     );
+    // Spliced, not rewritten: the proxy's head, the server's `result` as
+    // its own piece (a slice of the line it wrote), then the closing brace.
+    let [head, result, tail] = response.clone().into_message().into_parts();
+    assert_eq!(&head[..], br#"{"jsonrpc":"2.0","id":"c-1","result":"#);
+    assert_eq!(&result[..], br#"{"b" : 1.50, "a":[1e2, "\u00e9"]}"#);
+    assert_eq!(&tail[..], b"}");
     // The tree, for callers that look inside, is the same message.
     let value = response.to_value().unwrap();
     assert_eq!(value["id"], "c-1");

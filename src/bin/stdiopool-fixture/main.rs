@@ -357,6 +357,12 @@ fn tool_list() -> Value {
             &["bytes"]
         ),
         tool(
+            "verbatim",
+            "Answers with the given JSON text as its result, written as it is in an envelope with odd member order and spacing.",
+            json!({"result": {"type": "string"}}),
+            &["result"]
+        ),
+        tool(
             "log",
             "Writes lines to stderr, then answers.",
             json!({"message": {"type": "string"}, "lines": {"type": "integer", "minimum": 0}}),
@@ -475,6 +481,22 @@ fn call_tool(server: &Arc<Server>, id: Value, params: Value) {
                 &id,
                 -32602,
                 "Invalid params: structured needs `bytes` ≤ 512 MiB",
+            ),
+        },
+        // For the proxy's pass-through tests: the line is built as text, so
+        // nothing here normalises the result (only newlines, which would
+        // end the line early, become spaces).
+        "verbatim" => match str_arg("result") {
+            Some(text) => {
+                let id = serde_json::to_string(&id).unwrap_or_else(|_| "null".to_owned());
+                let text = text.replace(['\n', '\r'], " ");
+                let line = format!(r#"{{ "result" : {text} ,"id": {id}, "jsonrpc":"2.0"}}"#);
+                server.write_line(line.as_bytes());
+            }
+            None => server.reply_error(
+                &id,
+                -32602,
+                "Invalid params: verbatim needs a string `result`",
             ),
         },
         "log" => match str_arg("message") {

@@ -23,7 +23,7 @@ use super::sse::{Outbound, json_reply, sse_reply};
 use crate::jsonrpc::{ErrorObject, Id, error_response};
 use crate::metrics::Outcome;
 use crate::proxy::transport::negotiate::ReplyFormat;
-use crate::upstream::connection::{Connection, OutgoingRequest};
+use crate::upstream::connection::{Connection, OutgoingRequest, RawMessage};
 
 /// Related messages buffered per request; past that the connection drops
 /// them rather than stall its reader.
@@ -85,21 +85,21 @@ pub(crate) async fn call_raw(
     events: Option<mpsc::Sender<Value>>,
     timeout: Duration,
     cancel: &CancellationToken,
-) -> (Box<RawValue>, Ending) {
+) -> (RawMessage, Ending) {
     let id = request.id.clone();
     let method = request.method.clone();
     let (message, ending) = tokio::select! {
         outcome = tokio::time::timeout(timeout, conn.call_response(request, events)) => match outcome {
             Ok(Ok(response)) => {
                 let error = response.is_error();
-                return (response.into_raw(), Ending::Answered { error });
+                return (response.into_message(), Ending::Answered { error });
             }
             Ok(Err(e)) => (e.to_response(&id), Ending::UpstreamFailed),
             Err(_elapsed) => timed_out(&id, &method, timeout),
         },
         () = cancel.cancelled() => cancelled(&id, &method),
     };
-    (raw(&message), ending)
+    (raw(&message).into(), ending)
 }
 
 fn timed_out(id: &Id, method: &str, timeout: Duration) -> (Value, Ending) {
@@ -129,17 +129,23 @@ fn cancelled(id: &Id, method: &str) -> (Value, Ending) {
 /// text passed through from the server as it is.
 pub(crate) trait IntoMessage {
     /// The message as JSON text for the reply body.
-    fn into_raw(self) -> Box<RawValue>;
+    fn into_message(self) -> RawMessage;
 }
 
 impl IntoMessage for Value {
-    fn into_raw(self) -> Box<RawValue> {
-        raw(&self)
+    fn into_message(self) -> RawMessage {
+        raw(&self).into()
     }
 }
 
 impl IntoMessage for Box<RawValue> {
-    fn into_raw(self) -> Box<RawValue> {
+    fn into_message(self) -> RawMessage {
+        self.into()
+    }
+}
+
+impl IntoMessage for RawMessage {
+    fn into_message(self) -> RawMessage {
         self
     }
 }
@@ -184,7 +190,7 @@ where
             let (message, ending) = work(None).await;
             report.ending = ending;
             drop(report);
-            json_reply(message.into_raw())
+            json_reply(message.into_message())
         }
         ReplyFormat::Sse => {
             let (events_tx, mut events) = mpsc::channel::<Value>(EVENTS_BUFFER);
@@ -206,7 +212,7 @@ where
                         Err(_) => {
                             report.ending = ending;
                             drop(report);
-                            return json_reply(message.into_raw());
+                            return json_reply(message.into_message());
                         }
                         Ok(event) => {
                             report.ending = ending;
@@ -283,7 +289,7 @@ where
         }
         Poll::Ready(this.response.take().map(|response| {
             this.report.finish();
-            Outbound::Final(response.into_raw())
+            Outbound::Final(response.into_message())
         }))
     }
 }

@@ -56,7 +56,7 @@ use crate::jsonrpc::{ErrorObject, Id, Message, error_response};
 use crate::metrics::{METHOD_DELETE, METHOD_RESPONSE, Outcome};
 use crate::pool::{Pool, PoolError, Pooled, TimeoutStage};
 use crate::proxy::transport::session_id::SessionId;
-use crate::upstream::connection::{Connection, OutgoingRequest};
+use crate::upstream::connection::{Connection, OutgoingRequest, RawMessage};
 use crate::upstream::manager::{UpstreamError, UpstreamManager};
 
 /// What the handlers share.
@@ -347,7 +347,10 @@ async fn forward(
             Ok(guard) => guard,
             Err(why) => {
                 let error = error_response(Some(&request.id), ErrorObject::invalid_request(why));
-                return (raw(&error), Ending::Answered { error: true });
+                return (
+                    RawMessage::from(raw(&error)),
+                    Ending::Answered { error: true },
+                );
             }
         };
         let Ok(conn) = source.conn() else {
@@ -355,7 +358,7 @@ async fn forward(
                 Some(&request.id),
                 ErrorObject::upstream_closed("the session has no server process"),
             );
-            return (raw(&error), Ending::UpstreamFailed);
+            return (RawMessage::from(raw(&error)), Ending::UpstreamFailed);
         };
         let cancel = guard.cancel_token();
         let outcome = match &source {

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::calls::{self, Ending};
 use super::sessions::Session;
 use crate::jsonrpc::{ErrorObject, Id, error_response, id_of};
-use crate::upstream::connection::{Connection, OutgoingRequest};
+use crate::upstream::connection::{Connection, OutgoingRequest, RawMessage};
 
 /// Messages buffered between the connection and the client's stream.
 const EVENTS_BUFFER: usize = 64;
@@ -153,7 +152,7 @@ pub(crate) async fn call(
     events: Option<mpsc::Sender<Value>>,
     timeout: Duration,
     cancel: &CancellationToken,
-) -> (Box<RawValue>, Ending) {
+) -> (RawMessage, Ending) {
     let Some(client) = events else {
         return calls::call_raw(conn, request, None, timeout, cancel).await;
     };

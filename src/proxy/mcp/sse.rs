@@ -16,16 +16,20 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::{Body, HttpBody};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use hyper::body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use serde_json::value::RawValue;
 
 use crate::proxy::transport::error::codes;
 use crate::proxy::transport::message::RequestId;
 use crate::proxy::transport::session_id::{SESSION_ID_HEADER, SessionId};
+use crate::upstream::connection::RawMessage;
 
 /// One message on its way to the client on a POST's reply.
 #[derive(Debug)]
@@ -34,7 +38,7 @@ pub enum Outbound {
     /// logging, sampling…): sent before the response, only on an SSE reply.
     Related(Box<RawValue>),
     /// The response to the client's request: the last message of the reply.
-    Final(Box<RawValue>),
+    Final(RawMessage),
 }
 
 /// The JSON-RPC error sent when a reply's source ends before its response.
@@ -61,6 +65,18 @@ fn fallback_error() -> Box<RawValue> {
 fn message_event(message: &RawValue) -> Event {
     // Multi-line data is split into several `data:` lines by axum.
     Event::default().event("message").data(message.get())
+}
+
+/// The event of a response that may be spliced: an event's data is one
+/// string, so a spliced message is joined (the SSE path's one copy; a JSON
+/// reply writes the pieces as they are, see [`json_reply`]).
+fn final_event(message: &RawMessage) -> Event {
+    let text = message.to_bytes();
+    match std::str::from_utf8(&text) {
+        Ok(text) => Event::default().event("message").data(text),
+        // Unreachable: the pieces are JSON text (UTF-8 checked when read).
+        Err(_) => message_event(&fallback_error()),
+    }
 }
 
 pin_project! {
@@ -99,7 +115,7 @@ impl<S: Stream<Item = Outbound>> Stream for UntilFinal<S> {
             Poll::Ready(Some(Outbound::Related(m))) => Poll::Ready(Some(Ok(message_event(&m)))),
             Poll::Ready(Some(Outbound::Final(m))) => {
                 *this.done = true;
-                Poll::Ready(Some(Ok(message_event(&m))))
+                Poll::Ready(Some(Ok(final_event(&m))))
             }
             Poll::Ready(None) => {
                 *this.done = true;
@@ -158,13 +174,60 @@ where
 }
 
 /// A single JSON-RPC message as `application/json` (200).
-pub fn json_reply(message: Box<RawValue>) -> Response {
+///
+/// The body is the message's pieces as they are ([`RawMessage`]): a server's
+/// `result` is written from the memory of the line it came in, not copied
+/// into a new buffer here (hyper queues the pieces for a vectored write).
+pub fn json_reply(message: impl Into<RawMessage>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        String::from(Box::<str>::from(message)),
+        Body::new(Pieces::new(message.into())),
     )
         .into_response()
+}
+
+/// A body of a few `Bytes` written in order, with its exact length known up
+/// front (so the reply has a `Content-Length`, as a `String` body had).
+#[derive(Debug)]
+struct Pieces {
+    parts: std::array::IntoIter<Bytes, 3>,
+    remaining: u64,
+}
+
+impl Pieces {
+    fn new(message: RawMessage) -> Self {
+        Self {
+            remaining: message.len() as u64,
+            parts: message.into_parts().into_iter(),
+        }
+    }
+}
+
+impl HttpBody for Pieces {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        // Empty pieces are skipped: an empty data frame means nothing.
+        let next = this.parts.by_ref().find(|part| !part.is_empty());
+        if let Some(part) = &next {
+            this.remaining = this.remaining.saturating_sub(part.len() as u64);
+        }
+        Poll::Ready(next.map(|part| Ok(Frame::data(part))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// 202 Accepted with no body: the answer to a notification or response.
@@ -205,7 +268,7 @@ mod tests {
             Outbound::Related(raw(
                 r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#,
             )),
-            Outbound::Final(raw(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#)),
+            Outbound::Final(raw(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#).into()),
             Outbound::Related(raw(r#"{"jsonrpc":"2.0","method":"late"}"#)),
         ]);
         let resp = sse_reply(id(7), source, None);

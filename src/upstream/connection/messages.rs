@@ -2,6 +2,7 @@
 //! going upstream, the response it gets (as JSON text), why a call got no
 //! answer, and what the server sends on its own.
 
+use bytes::Bytes;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -29,18 +30,91 @@ impl OutgoingRequest {
     }
 }
 
+/// A whole JSON-RPC message as JSON text in up to three pieces of shared
+/// memory, written out one after the other: `head`, `body`, `tail`.
+///
+/// Why pieces: a success response forwarded from a server is the proxy's
+/// `{"jsonrpc":"2.0","id":<client id>,"result":`, then the server's `result`
+/// as a slice of the line it wrote (the same memory, not a copy), then `}`.
+/// A reply body writes the pieces as they are ([`RawMessage::into_parts`]);
+/// only a caller that needs the text in one place pays for joining them
+/// ([`RawMessage::to_bytes`]). Every other message is one piece.
+#[derive(Debug, Clone, Default)]
+pub struct RawMessage {
+    head: Bytes,
+    body: Bytes,
+    tail: Bytes,
+}
+
+impl RawMessage {
+    /// A message that is already one piece of JSON text.
+    pub fn whole(text: Bytes) -> Self {
+        Self {
+            head: text,
+            ..Self::default()
+        }
+    }
+
+    /// `head`, `body` and `tail` written one after the other; together they
+    /// must be one JSON value (the caller's promise: nothing checks it here).
+    pub(super) fn spliced(head: Bytes, body: Bytes, tail: Bytes) -> Self {
+        Self { head, body, tail }
+    }
+
+    /// The length of the whole text in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len() + self.tail.len()
+    }
+
+    /// Whether the text is empty (never, for a message the proxy built).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces in order (empty ones included), sharing their memory.
+    pub fn into_parts(self) -> [Bytes; 3] {
+        [self.head, self.body, self.tail]
+    }
+
+    /// The whole text in one piece: free for a one-piece message, a copy
+    /// for a spliced one (for SSE events and callers that look inside).
+    pub fn to_bytes(&self) -> Bytes {
+        if self.body.is_empty() && self.tail.is_empty() {
+            return self.head.clone();
+        }
+        let mut joined = Vec::with_capacity(self.len());
+        joined.extend_from_slice(&self.head);
+        joined.extend_from_slice(&self.body);
+        joined.extend_from_slice(&self.tail);
+        Bytes::from(joined)
+    }
+
+    /// The message as a `Value` tree (a full parse).
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_slice(&self.to_bytes())
+    }
+}
+
+impl From<Box<RawValue>> for RawMessage {
+    fn from(raw: Box<RawValue>) -> Self {
+        // `Box<str>` to `String` to `Bytes` reuses the allocation.
+        Self::whole(Bytes::from(String::from(Box::<str>::from(raw))))
+    }
+}
+
 /// The server's response to a call, already carrying the client's id, as
 /// JSON text: the `result` or `error` the server wrote is passed through
 /// byte for byte, never built into a `Value` tree unless a caller asks
-/// ([`Response::to_value`]).
+/// ([`Response::to_value`]). A success response's `result` is not even
+/// copied: it is a slice of the server's line ([`RawMessage`]).
 #[derive(Debug, Clone)]
 pub struct Response {
-    message: Box<RawValue>,
+    message: RawMessage,
     is_error: bool,
 }
 
 impl Response {
-    pub(super) fn new(message: Box<RawValue>, is_error: bool) -> Self {
+    pub(super) fn new(message: RawMessage, is_error: bool) -> Self {
         Self { message, is_error }
     }
 
@@ -49,20 +123,21 @@ impl Response {
         self.is_error
     }
 
-    /// The whole message as JSON text.
-    pub fn as_raw(&self) -> &RawValue {
-        &self.message
+    /// The whole message as JSON text in one piece (a copy when the
+    /// message is spliced; see [`RawMessage::to_bytes`]).
+    pub fn to_bytes(&self) -> Bytes {
+        self.message.to_bytes()
     }
 
-    /// The whole message as JSON text, ready for a reply body.
-    pub fn into_raw(self) -> Box<RawValue> {
+    /// The whole message, ready for a reply body.
+    pub fn into_message(self) -> RawMessage {
         self.message
     }
 
     /// The whole message as a `Value` tree (a full parse: for callers that
     /// must look inside).
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
-        serde_json::from_str(self.message.get())
+        self.message.to_value()
     }
 }
 

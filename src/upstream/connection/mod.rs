@@ -54,7 +54,7 @@ mod writer;
 use crate::upstream::process::{
     ChildProcess, ExitCause, PendingStop, StderrTailHandle, StopOutcome, StopReason, StopStage,
 };
-pub use messages::{CallError, OutgoingRequest, Response, ServerMessage};
+pub use messages::{CallError, OutgoingRequest, RawMessage, Response, ServerMessage};
 
 /// Capacity of the server-message channel handed out by
 /// [`Connection::take_server_messages`].

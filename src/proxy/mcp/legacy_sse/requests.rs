@@ -154,7 +154,7 @@ async fn pooled_call(
     drop(conn); // back to the pool (or destroyed if broken) before the answer waits for room
     // The relay forwards the server's text untouched; this transport's
     // outbox carries trees (its volume is not the fast path's concern).
-    match serde_json::from_str::<Value>(answer.get()) {
+    match answer.to_value() {
         Ok(answer) => (answer, ending.outcome()),
         Err(e) => {
             let error = ErrorObject::upstream_protocol_error(format!(

@@ -48,7 +48,7 @@ pub(crate) fn listen(
     let events =
         stream::once(async move { Outbound::Related(raw(&ack)) }).chain(stream::once(async move {
             shutdown.cancelled().await;
-            Outbound::Final(raw(&end))
+            Outbound::Final(raw(&end).into())
         }));
     sse_reply(id, events, keep_alive)
 }
