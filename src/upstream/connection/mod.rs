@@ -46,6 +46,8 @@ use crate::jsonrpc::{ErrorObject, Id, Message};
 use crate::upstream::ids;
 
 mod envelope;
+#[doc(hidden)]
+pub use envelope::check_agreement as envelope_check_agreement;
 mod messages;
 mod monitor;
 mod reader;
