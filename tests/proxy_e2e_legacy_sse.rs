@@ -403,6 +403,7 @@ async fn the_token_is_required_on_both_routes() {
         .send()
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.text());
+    assert_eq!(wrong.header("connection"), Some("close"));
     let m = proxy.metrics().await;
     assert_eq!(m.get("stdiopool_sessions"), 0.0);
     assert_eq!(

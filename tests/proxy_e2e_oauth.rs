@@ -281,6 +281,9 @@ async fn every_refusal_is_answered_before_any_process(mode: &str) {
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
     assert_eq!(keys.fetches(), fetched + 1, "reloads are rate-limited");
+    // Refused before its body was read: the client must not reuse the
+    // connection for its retry (src/proxy/transport/oauth/mod.rs, close_after).
+    assert_eq!(reply.header("connection"), Some("close"));
 
     let good = rsa.sign(&good_claims());
     let mut tampered = good.clone().into_bytes();

@@ -47,7 +47,12 @@ pub async fn require_bearer(
 ) -> Response {
     match check_bearer(&token, request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let mut response = e.into_response();
+            // Refused before the body is read (see `close_after`).
+            super::oauth::close_after(&mut response);
+            response
+        }
     }
 }
 

@@ -107,6 +107,7 @@ pub fn refusal_response(verifier: &TokenVerifier, refusal: &Refusal) -> Response
     ));
     let challenge = format!("Bearer {}", params.join(", "));
     let mut response = (status, axum::Json(body)).into_response();
+    close_after(&mut response);
     match HeaderValue::from_str(&challenge) {
         Ok(value) => {
             response
@@ -122,4 +123,17 @@ pub fn refusal_response(verifier: &TokenVerifier, refusal: &Refusal) -> Response
         }
     }
     response
+}
+
+/// A refusal is sent before the request's body is read: hyper then closes
+/// the connection rather than read the rest, and says nothing of it, so a
+/// client that reuses the connection for its retry with a token (every OAuth
+/// client does, right after this 401) can find it closed under its request
+/// ("Server disconnected without sending a response": seen once in the
+/// interop OAuth row). Saying `Connection: close` makes the client open a
+/// new one.
+pub(crate) fn close_after(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
