@@ -71,9 +71,10 @@ async fn a_client_that_disconnects_mid_request_cancels_it_upstream() {
         let pid = mcp.pid().await;
         let inflight = {
             let mcp = mcp.clone();
-            // Pooled mode answers in JSON: the head only comes with the
-            // answer. Session mode answers on SSE: the head comes at once and
-            // the body waits. Either way the task holds the connection.
+            // The head comes with the answer or, for an SSE-capable reply,
+            // after its first message or one second: the client goes before
+            // either, while the handler holds the call. Either way the task
+            // holds the connection.
             tokio::spawn(async move {
                 let open = mcp.tool_req(500, "sleep", json!({"ms": 5000})).open().await;
                 let _ = open.collect().await;

@@ -166,6 +166,41 @@ async fn a_session_mid_handshake_is_not_ended_and_the_newcomer_gets_it_after() {
     assert_eq!(m.get("stdiopool_pool_wait_timeouts_total"), 0.0);
 }
 
+/// Cancelled exactly where a new session waits for room (the pool's queue
+/// raced with the eviction retries of `session::wait_making_room`): the
+/// queue place is given back and the abandoned waiter ends no session.
+#[tokio::test]
+async fn an_initialize_abandoned_while_waiting_for_room_gives_its_place_back_and_ends_nothing() {
+    let proxy = session_proxy("1", &[]);
+    let first = Mcp::initialize_only(&proxy).await;
+    let waiter = {
+        let post = proxy.post(initialize_body(1, json!({})).to_string());
+        tokio::spawn(async move { post.send().await })
+    };
+    proxy
+        .wait_metrics("a waiter in the pool's queue", |m| {
+            m.get("stdiopool_pool_waiting") >= 1.0
+        })
+        .await;
+    waiter.abort(); // closes the socket: the handler's future is dropped
+    let _ = waiter.await;
+    proxy
+        .wait_metrics("the queue place given back", |m| {
+            m.get("stdiopool_pool_waiting") == 0.0
+        })
+        .await;
+    // Past the handshake grace, nothing is left that could end the session.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let reply = first.initialized().await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+    let reply = first
+        .call_tool_reply("echo", json!({"message": "kept"}))
+        .await;
+    assert_eq!(result_text(&reply.response()), "kept");
+    let m = proxy.metrics().await;
+    assert_eq!(ended(&m, "pressure"), 0.0, "{:?}", m.0);
+}
+
 #[tokio::test]
 async fn with_eviction_off_a_full_pool_answers_503_and_ends_no_session() {
     let proxy = session_proxy(
