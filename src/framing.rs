@@ -348,18 +348,37 @@ impl Encoder<&Value> for JsonRpcCodec {
     type Error = FramingError;
 
     fn encode(&mut self, item: &Value, dst: &mut BytesMut) -> Result<(), FramingError> {
-        let start = dst.len();
-        if let Err(e) = serde_json::to_writer(dst.writer(), item) {
-            dst.truncate(start);
-            return Err(FramingError::Serialize(e));
-        }
-        if memchr::memchr(b'\n', &dst[start..]).is_some() {
-            dst.truncate(start);
-            return Err(FramingError::EmbeddedNewline);
-        }
-        dst.put_u8(b'\n');
-        Ok(())
+        encode_into(item, dst)
     }
+}
+
+/// Appends `item` as one line (compact JSON, then `\n`) to `dst`; on error
+/// `dst` is left as it was. What [`JsonRpcCodec`] encodes, for any
+/// serializable message (a caller that writes a line itself need not build
+/// a `Value` first).
+pub fn encode_into<T: serde::Serialize + ?Sized>(
+    item: &T,
+    dst: &mut BytesMut,
+) -> Result<(), FramingError> {
+    let start = dst.len();
+    if let Err(e) = serde_json::to_writer(dst.writer(), item) {
+        dst.truncate(start);
+        return Err(FramingError::Serialize(e));
+    }
+    if memchr::memchr(b'\n', &dst[start..]).is_some() {
+        dst.truncate(start);
+        return Err(FramingError::EmbeddedNewline);
+    }
+    dst.put_u8(b'\n');
+    Ok(())
+}
+
+/// [`encode_into`] a fresh buffer: the line, ready to write.
+pub fn encode_line<T: serde::Serialize + ?Sized>(item: &T) -> Result<Bytes, FramingError> {
+    // Most messages (requests, notifications, answers) are short.
+    let mut line = BytesMut::with_capacity(256);
+    encode_into(item, &mut line)?;
+    Ok(line.freeze())
 }
 
 impl Encoder<Value> for JsonRpcCodec {

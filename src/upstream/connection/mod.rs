@@ -42,6 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounting::Accounting;
+use crate::framing;
 use crate::jsonrpc::{ErrorObject, Id, Message};
 use crate::upstream::ids;
 
@@ -102,7 +103,7 @@ struct Shared {
     /// Nanoseconds since `born` at the last send or receive.
     last_activity: AtomicU64,
     born: Instant,
-    outbox: mpsc::UnboundedSender<Value>,
+    outbox: writer::Outbox,
     server_tx: Mutex<Option<mpsc::Sender<ServerMessage>>>,
     /// Server requests may travel on the stream of the one request in
     /// flight although nobody subscribed: the caller relays its clients'
@@ -121,9 +122,23 @@ impl Shared {
         self.last_activity.store(nanos, Ordering::Relaxed);
     }
 
-    /// Queues a message for the writer; false if the writer is gone.
+    /// Sends a message to stdin (at once, or queued for the writer task:
+    /// `writer.rs`); false if stdin is closed.
     fn send(&self, msg: Value) -> bool {
-        self.outbox.send(msg).is_ok()
+        self.send_encoded(&msg)
+    }
+
+    /// [`Shared::send`] for any serializable message. One that cannot be
+    /// encoded (only a hand-made number with a newline) is logged and
+    /// skipped, as a message the server never got.
+    fn send_encoded<T: serde::Serialize + ?Sized>(&self, msg: &T) -> bool {
+        match framing::encode_line(msg) {
+            Ok(line) => self.outbox.send(line),
+            Err(e) => {
+                tracing::error!(server = %self.name, pid = self.pid, error = %e, "message not sent upstream");
+                true
+            }
+        }
     }
 
     /// Marks the connection unusable and fails every request in flight with
@@ -158,6 +173,18 @@ impl Shared {
         ErrorObject::upstream_closed(format!("{} (pid {}) {what}", self.name, self.pid))
             .with_data(json!({ "stderr": self.stderr.lines() }))
     }
+}
+
+/// A request as it goes upstream, written straight to its line (no `Value`
+/// tree is built for the envelope): the same message as
+/// `Message::Request { id: upstream_id(n), .. }.into_value()`.
+#[derive(serde::Serialize)]
+struct RequestLine<'a> {
+    jsonrpc: &'static str,
+    id: u64,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a Value>,
 }
 
 /// Ends a call's in-flight entry if the call future is dropped first, and
@@ -215,7 +242,7 @@ impl Connection {
         let pid = child.pid();
         let stdin = child.take_stdin();
         let stdout = child.take_stdout();
-        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let (outbox, stdin_error) = writer::Outbox::new(stdin);
         let shared = Arc::new(Shared {
             name,
             pid,
@@ -232,9 +259,8 @@ impl Connection {
         });
         let closing = CancellationToken::new();
         let writer = tokio::spawn(writer::write_loop(
-            stdin,
-            outbox_rx,
             Arc::clone(&shared),
+            stdin_error,
             closing.clone(),
         ));
         let reader = tokio::spawn(reader::read_loop(stdout, max_frame, Arc::clone(&shared)));
@@ -392,13 +418,13 @@ impl Connection {
         };
         self.shared.uses.fetch_add(1, Ordering::Relaxed);
         self.shared.touch();
-        let msg = Message::Request {
-            id: ids::upstream_id(n),
-            method,
-            params,
-        }
-        .into_value();
-        if !self.shared.send(msg) {
+        let line = RequestLine {
+            jsonrpc: "2.0",
+            id: n,
+            method: &method,
+            params: params.as_ref(),
+        };
+        if !self.shared.send_encoded(&line) {
             // The writer is gone; nothing was sent, so there is nothing to cancel.
             guard.cancel_upstream = false;
             drop(guard);

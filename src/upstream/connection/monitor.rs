@@ -65,7 +65,10 @@ pub(super) async fn monitor(
         .await
         .is_err()
     {
+        // The server does not read its stdin: close it anyway (the aborted
+        // task's handle to the pipe goes with the task).
         writer.abort();
+        shared.outbox.close();
     }
     let outcome = child.stop(reason).await;
     reader.abort();
