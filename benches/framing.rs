@@ -2,7 +2,8 @@
 //! (`RawLineCodec`: newline search, limit, split), framing plus JSON
 //! validation (no tree built), and framing plus parsing into `Value`
 //! (`JsonRpcCodec`), on small MCP requests and on 1 MiB tool results (a
-//! base64 image, and structured JSON).
+//! base64 image, and structured JSON); and the reader's envelope path on
+//! one such line of each kind (`envelope_1mib`).
 //! Figures and the command are in docs/PERFORMANCE-framing.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,6 +14,7 @@ use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde::de::IgnoredAny;
 use stdiopool::framing::{DEFAULT_MAX_FRAME_BYTES, JsonRpcCodec, RawLineCodec};
+use stdiopool::upstream::connection::{envelope_success_response_len, envelope_tree_would_refuse};
 use tokio_util::codec::Decoder;
 
 const MIB: usize = 1024 * 1024;
@@ -167,11 +169,44 @@ fn bench_input(c: &mut Criterion, name: &str, input: &[u8], frames: usize) {
     group.finish();
 }
 
+/// The reader's envelope path (`success_response`: the top level read with
+/// the `result` borrowed, then the depth and surrogate scan) on one ~1 MiB
+/// line of each kind, and the scan alone.
+fn envelope(c: &mut Criterion) {
+    let first_line = |input: Vec<u8>| {
+        let end = memchr::memchr(b'\n', &input).expect("a newline");
+        String::from_utf8(input[..end].to_vec()).expect("UTF-8")
+    };
+    let mut group = c.benchmark_group("envelope_1mib");
+    group.sample_size(50);
+    group.measurement_time(Duration::from_secs(4));
+    for (name, line) in [
+        ("structured", first_line(large_structured_results())),
+        ("base64", first_line(large_results())),
+    ] {
+        group.throughput(Throughput::Bytes(line.len() as u64));
+        let (n, len) = envelope_success_response_len(line.as_bytes()).expect("a success response");
+        assert_eq!(n, 0);
+        group.bench_function(format!("{name}/success_response"), |b| {
+            b.iter(|| {
+                assert_eq!(
+                    envelope_success_response_len(black_box(line.as_bytes())),
+                    Some((0, len))
+                )
+            })
+        });
+        group.bench_function(format!("{name}/tree_would_refuse"), |b| {
+            b.iter(|| assert!(!envelope_tree_would_refuse(black_box(&line))))
+        });
+    }
+    group.finish();
+}
+
 fn framing(c: &mut Criterion) {
     bench_input(c, "small_requests", &small_requests(), 4096);
     bench_input(c, "large_1mib_results", &large_results(), 8);
     bench_input(c, "large_1mib_structured", &large_structured_results(), 8);
 }
 
-criterion_group!(benches, framing);
+criterion_group!(benches, framing, envelope);
 criterion_main!(benches);

@@ -8,7 +8,12 @@
 //! that same `result`. Anything it is unsure of gets `None` and goes the full
 //! path, so the two can never disagree about what a line means (the unit
 //! tests below run both on the awkward cases: duplicate and escaped keys,
-//! id forms, `result` beside `error`/`method`, bad UTF-8, depth).
+//! id forms, `result` beside `error`/`method`, bad UTF-8, depth, and on
+//! random lines; `fuzz/fuzz_targets/envelope.rs` does the same at scale).
+//!
+//! Cost: serde_json's pass over the line (it checks the whole grammar while
+//! it skips `result`), then one block scan for the two things skipping does
+//! not check ([`tree_would_refuse`]), plus UTF-8 validation.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -56,58 +61,209 @@ pub(super) fn success_response(line: &[u8]) -> Option<(u64, &RawValue)> {
     // Our ids are plain non-negative integers (`ids::upstream_id`); any
     // other spelling (`1.0`, `1e0`, `"1"`, `-0`) goes the full path.
     let n = id.get().parse::<u64>().ok()?;
-    // What serde_json checks only when it builds a tree.
+    // What serde_json checks only when it builds a tree; the scan relies on
+    // the parse above having checked the grammar.
     if tree_would_refuse(text) {
         return None;
     }
     Some((n, result))
 }
 
-/// Whether the full path would refuse `text` (JSON that serde_json skipped
-/// without building it) for one of the two things skipping does not check:
-/// nesting deeper than [`MAX_DEPTH`], or a `\u` escape that is a lone
-/// UTF-16 surrogate (a `String` cannot hold one). One pass over the bytes.
+/// Whether the full path would refuse `text` for one of the two things
+/// serde_json's skipping does not check: nesting deeper than [`MAX_DEPTH`],
+/// or a `\u` escape that is a lone UTF-16 surrogate (a `String` cannot hold
+/// one).
+///
+/// `text` must be JSON that serde_json has already accepted (the envelope's
+/// parse checked its whole grammar): the scan relies on it (a backslash is
+/// always inside a string, every string ends) and answers for other text
+/// without meaning, though never with a panic.
+///
+/// One pass in blocks of [`BLOCK`] bytes, each turned into bit masks (one bit
+/// a byte) of quotes, backslashes and brackets, so that structured JSON,
+/// where every few bytes is a quote or a bracket, costs no branch per byte:
+/// the escapes come from the backslash runs, the bytes inside strings from a
+/// prefix XOR of the unescaped quotes, and the depth from the counts of the
+/// brackets outside strings. A long string is skipped with `memchr2`.
 fn tree_would_refuse(text: &str) -> bool {
     let bytes = text.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                // The string, to the next quote not escaped (memchr: strings
-                // are most of a large result's bytes).
-                i += 1;
-                // `get`: never a panic, even on text that were not JSON.
-                while let Some(at) = bytes
-                    .get(i..)
+    let mut scan = Scan::default();
+    let mut padded = [0u8; BLOCK];
+    let mut at = 0;
+    while let Some(rest) = bytes.get(at..).filter(|rest| !rest.is_empty()) {
+        let block = match rest.first_chunk::<BLOCK>() {
+            Some(block) => block,
+            None => {
+                // Zeros match no mask.
+                padded[..rest.len()].copy_from_slice(rest);
+                &padded
+            }
+        };
+        match scan.block(bytes, at, block) {
+            Step::Refuse => return true,
+            Step::Next => at += BLOCK,
+            Step::InLongString => {
+                // Nothing counts before the string's next quote or
+                // backslash: jump there, still inside the string.
+                let next = at + BLOCK;
+                match bytes
+                    .get(next..)
                     .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
                 {
-                    i += at;
-                    if bytes[i] == b'"' {
-                        break;
-                    }
-                    if bytes.get(i + 1) == Some(&b'u') {
-                        match escape_len(bytes, i) {
-                            Some(len) => i += len,
-                            None => return true,
-                        }
-                    } else {
-                        i += 2;
-                    }
+                    Some(skip) => at = next + skip,
+                    // An unterminated string: not JSON, never here.
+                    None => return false,
                 }
             }
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
         }
-        i += 1;
     }
     false
+}
+
+/// The bytes [`tree_would_refuse`] classifies at once: one bit of a `u64`
+/// for each.
+const BLOCK: usize = 64;
+
+/// The odd bit positions, for telling odd backslash runs from even ones.
+const ODD_BITS: u64 = 0xAAAA_AAAA_AAAA_AAAA;
+
+/// What the scan does after a block.
+enum Step {
+    Refuse,
+    Next,
+    /// The whole block was inside one string, which goes on.
+    InLongString,
+}
+
+/// The scan's state between blocks.
+#[derive(Default)]
+struct Scan {
+    /// Brackets open outside strings.
+    depth: usize,
+    /// 1 when the last block ended on a backslash that escapes the first
+    /// byte of this one.
+    next_escaped: u64,
+    /// All ones when the last block ended inside a string.
+    in_string: u64,
+    /// Where the last `\u` escape judged ends (12 bytes for a surrogate
+    /// pair): the pair's second `\u` lies before it and was judged with the
+    /// first.
+    escape_end: usize,
+}
+
+impl Scan {
+    /// One block at `bytes[at..]` (`block` is those bytes, zero-padded at
+    /// the end of the text).
+    fn block(&mut self, bytes: &[u8], at: usize, block: &[u8; BLOCK]) -> Step {
+        let backslash = mask(block, |b| b == b'\\');
+        let escaped = if backslash | self.next_escaped == 0 {
+            0
+        } else {
+            match self.escapes(bytes, at, block, backslash) {
+                Some(escaped) => escaped,
+                None => return Step::Refuse,
+            }
+        };
+        let quote = mask(block, |b| b == b'"') & !escaped;
+        let was_in_string = self.in_string;
+        // A bit for each byte from an opening quote up to (not including)
+        // its closing quote.
+        let in_string = prefix_xor(quote) ^ was_in_string;
+        self.in_string = 0u64.wrapping_sub(in_string >> 63);
+        // `b & 0xDF` folds `{` onto `[` and `}` onto `]`, and nothing else.
+        let open = mask(block, |b| b & 0xDF == b'[') & !in_string;
+        let close = mask(block, |b| b & 0xDF == b']') & !in_string;
+        let (opens, closes) = (open.count_ones() as usize, close.count_ones() as usize);
+        if closes <= self.depth && self.depth + opens <= MAX_DEPTH {
+            // Neither the limit nor zero can be reached inside the block.
+            self.depth = self.depth + opens - closes;
+        } else {
+            let mut brackets = open | close;
+            while brackets != 0 {
+                let bit = brackets & brackets.wrapping_neg();
+                brackets ^= bit;
+                if open & bit != 0 {
+                    self.depth += 1;
+                    if self.depth > MAX_DEPTH {
+                        return Step::Refuse;
+                    }
+                } else {
+                    self.depth = self.depth.saturating_sub(1);
+                }
+            }
+        }
+        if was_in_string != 0 && quote | backslash == 0 {
+            Step::InLongString
+        } else {
+            Step::Next
+        }
+    }
+
+    /// The bytes of the block that a backslash escapes (bit 0 may be escaped
+    /// by the last block's last byte), after judging each `\u` escape among
+    /// them as serde_json would decode it; `None` for a lone surrogate.
+    fn escapes(
+        &mut self,
+        bytes: &[u8],
+        at: usize,
+        block: &[u8; BLOCK],
+        backslash: u64,
+    ) -> Option<u64> {
+        // An escaping backslash starts a run at an even or odd bit; within a
+        // run every other backslash escapes, and the byte after an odd-length
+        // run is escaped. The subtraction carries through each run and
+        // leaves, XORed with the odd bits, the escaping backslashes and the
+        // escaped bytes (simdjson's branch-free method).
+        let starts = backslash & !self.next_escaped;
+        let code = ((starts << 1) | ODD_BITS).wrapping_sub(starts) ^ ODD_BITS;
+        let escaped = code ^ (backslash | self.next_escaped);
+        self.next_escaped = (code & backslash) >> 63;
+        let mut units = escaped & mask(block, |b| b == b'u');
+        while units != 0 {
+            let bit = units.trailing_zeros() as usize;
+            units &= units - 1;
+            // The escape's backslash is the byte before its `u`.
+            let Some(slash) = (at + bit).checked_sub(1) else {
+                continue;
+            };
+            if slash < self.escape_end {
+                continue;
+            }
+            self.escape_end = slash + escape_len(bytes, slash)?;
+        }
+        Some(escaped)
+    }
+}
+
+/// Each bit set to the XOR of the bits up to and including it.
+fn prefix_xor(mut bits: u64) -> u64 {
+    for shift in [1, 2, 4, 8, 16, 32] {
+        bits ^= bits << shift;
+    }
+    bits
+}
+
+/// Bit `i` set when `is(block[i])`. Written so the compiler can compare 16
+/// bytes at a time: each byte becomes its bit within its group of eight,
+/// and a multiplication sums each group of eight into one byte (the bits
+/// are distinct, so nothing carries).
+#[inline(always)]
+fn mask(block: &[u8; BLOCK], is: impl Fn(u8) -> bool) -> u64 {
+    const SUM_BYTES: u64 = 0x0101_0101_0101_0101;
+    const WEIGHTS: [u8; BLOCK] = {
+        let mut weights = [0; BLOCK];
+        let mut i = 0;
+        while i < BLOCK {
+            weights[i] = 1 << (i % 8);
+            i += 1;
+        }
+        weights
+    };
+    let weighted: [u8; BLOCK] = std::array::from_fn(|i| if is(block[i]) { WEIGHTS[i] } else { 0 });
+    let (groups, _) = weighted.as_chunks::<8>();
+    groups.iter().enumerate().fold(0, |bits, (k, group)| {
+        bits | (u64::from_le_bytes(*group).wrapping_mul(SUM_BYTES) >> 56) << (8 * k)
+    })
 }
 
 /// The length of the `\u` escape at `bytes[at..]` as serde_json reads it
@@ -128,6 +284,19 @@ fn escape_len(bytes: &[u8], at: usize) -> Option<usize> {
         }
         _ => Some(6),
     }
+}
+
+/// [`success_response`] for the `framing` bench: the counter and the length
+/// of the `result` text.
+#[doc(hidden)]
+pub fn success_response_len(line: &[u8]) -> Option<(u64, usize)> {
+    success_response(line).map(|(n, result)| (n, result.get().len()))
+}
+
+/// [`tree_would_refuse`] alone, for the `framing` bench.
+#[doc(hidden)]
+pub fn tree_would_refuse_bench(text: &str) -> bool {
+    tree_would_refuse(text)
 }
 
 /// The envelope path's invariant on one line, for the differential fuzz
@@ -358,5 +527,345 @@ mod tests {
         ] {
             let _ = tree_would_refuse(text);
         }
+    }
+    /// The scan as it was before the block scan: one byte at a time, each
+    /// string skipped with `memchr2`. The reference the block scan must
+    /// match on JSON.
+    fn tree_would_refuse_reference(text: &str) -> bool {
+        let bytes = text.as_bytes();
+        let mut depth = 0usize;
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => {
+                    i += 1;
+                    while let Some(at) = bytes
+                        .get(i..)
+                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                    {
+                        i += at;
+                        if bytes[i] == b'"' {
+                            break;
+                        }
+                        if bytes.get(i + 1) == Some(&b'u') {
+                            match escape_len(bytes, i) {
+                                Some(len) => i += len,
+                                None => return true,
+                            }
+                        } else {
+                            i += 2;
+                        }
+                    }
+                }
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// For JSON `text` (what the scan is given): the block scan agrees with
+    /// the reference. Other text is not the scan's to judge.
+    fn scan_agrees(text: &str) {
+        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            assert_eq!(
+                tree_would_refuse(text),
+                tree_would_refuse_reference(text),
+                "{text}"
+            );
+        } else {
+            let _ = tree_would_refuse(text);
+        }
+    }
+
+    /// `piece` at every offset across the first block boundaries, inside
+    /// `result` and inside another member.
+    fn at_every_offset(piece: &str, check: impl Fn(&str)) {
+        for pad in 0..(3 * BLOCK) {
+            let pad = "p".repeat(pad);
+            for line in [
+                format!(r#"{{"jsonrpc":"2.0","id":1,"x":"{pad}","result":{piece}}}"#),
+                format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"{pad}":{piece}}},"x":{piece}}}"#),
+                format!(r#"{{"jsonrpc":"2.0","id":1,"result":["{pad}",{piece},"{pad}"]}}"#),
+            ] {
+                check(&line);
+            }
+        }
+    }
+
+    #[test]
+    fn escapes_quotes_and_brackets_across_block_boundaries() {
+        for piece in [
+            r#""\\""#,
+            r#""\\\\""#,
+            r#""\"""#,
+            r#""a\\\"b""#,
+            r#""\\\\\\\"[""#,
+            r#"["\\",["\"]"]]"#,
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud83d\ude00""#,
+            r#""\\ud800""#,
+            r#""\\\ud800""#,
+            r#""\\\\ud800""#,
+            r#""\ud800\\udc00""#,
+            r#""\ud800\u0041""#,
+            r#""\ud800\n""#,
+            r#"["\u005b",{"\u007b":"\u005d"}]"#,
+            r#"[["\ud83d\ude00"],["\udbff\udfff"]]"#,
+            r#""\u0075\u005c""#,
+            r#"{"[":"]","{":"}"}"#,
+            r#""]]]]}}}}""#,
+        ] {
+            at_every_offset(piece, |line| {
+                scan_agrees(line);
+                agree(line.as_bytes());
+            });
+        }
+    }
+
+    #[test]
+    fn depth_at_the_limit_across_block_boundaries() {
+        // The envelope object is one level: `MAX_DEPTH - 1` fits in result.
+        for levels in [MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1] {
+            let nested = format!(
+                "{}\"\\\"]\"{}",
+                "[{\"a\":".repeat(levels / 2) + &"[".repeat(levels % 2),
+                "]".repeat(levels % 2) + &"}]".repeat(levels / 2)
+            );
+            at_every_offset(&nested, |line| {
+                scan_agrees(line);
+                agree(line.as_bytes());
+            });
+            let line = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{nested}}}"#);
+            assert_eq!(
+                success_response(line.as_bytes()).is_some(),
+                levels < MAX_DEPTH
+            );
+            assert_eq!(full_path(line.as_bytes()).is_some(), levels < MAX_DEPTH);
+        }
+    }
+
+    #[test]
+    fn long_strings_are_skipped_to_their_end_and_no_further() {
+        for len in [
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            2 * BLOCK,
+            5 * BLOCK + 3,
+            40_000,
+        ] {
+            let body = "[{".repeat(len / 2);
+            for line in [
+                // Brackets after a long string still count.
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"result":["{body}",{}0{}]}}"#,
+                    "[".repeat(MAX_DEPTH),
+                    "]".repeat(MAX_DEPTH)
+                ),
+                // A long string ending on an escape, then a lone surrogate.
+                format!(r#"{{"jsonrpc":"2.0","id":1,"result":["{body}\\","\udc00"]}}"#),
+                format!(r#"{{"jsonrpc":"2.0","id":1,"result":["{body}\"]]]","\ud800\udc00"]}}"#),
+                format!(r#"{{"jsonrpc":"2.0","id":1,"result":"{body}\ud800"}}"#),
+                format!(r#"{{"jsonrpc":"2.0","id":1,"result":"{body}"}}"#),
+            ] {
+                scan_agrees(&line);
+                agree(line.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn an_escape_at_the_end_of_a_block_inside_a_long_string_carries_over() {
+        // The backslash lands on every position of a block, so one of them
+        // escapes the first byte of the next block; the brackets after the
+        // string must still count.
+        for at in 0..(2 * BLOCK) {
+            for escape in [r"\n", r"\\", r#"\""#, r"\u0041", r"\ud83d\ude00"] {
+                let line = format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"result":["{}{escape}{}",{}0{}]}}"#,
+                    "x".repeat(BLOCK + at),
+                    "x".repeat(3 * BLOCK),
+                    "[".repeat(MAX_DEPTH),
+                    "]".repeat(MAX_DEPTH)
+                );
+                assert!(success_response(line.as_bytes()).is_none(), "{line}");
+                scan_agrees(&line);
+            }
+        }
+    }
+
+    /// The escaping rule one byte at a time: a backslash not itself escaped
+    /// escapes the next byte.
+    fn escaped_reference(backslashes: &[u64]) -> Vec<u64> {
+        let mut escaping = false;
+        backslashes
+            .iter()
+            .map(|&word| {
+                let mut escaped = 0;
+                for bit in 0..64 {
+                    if escaping {
+                        escaped |= 1 << bit;
+                        escaping = false;
+                    } else {
+                        escaping = word & (1 << bit) != 0;
+                    }
+                }
+                escaped
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2000,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn escaped_bytes_follow_the_backslash_runs(
+            words in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u64>(),
+                    Just(u64::MAX),
+                    Just(1 << 63),
+                    Just(0xC000_0000_0000_0003),
+                    (0u32..64).prop_map(|n| u64::MAX.checked_shr(n).unwrap_or(0)),
+                    (0u32..64).prop_map(|n| u64::MAX.checked_shl(n).unwrap_or(0)),
+                ],
+                1..6,
+            )
+        ) {
+            // No `u` in the blocks (zeros), so no escape is judged.
+            let mut scan = Scan::default();
+            let block = [0u8; BLOCK];
+            let expected = escaped_reference(&words);
+            for (i, &word) in words.iter().enumerate() {
+                let escaped = scan.escapes(&[], i * BLOCK, &block, word);
+                proptest::prop_assert_eq!(escaped, Some(expected[i]), "word {}", i);
+            }
+        }
+
+        #[test]
+        fn random_lines_are_read_as_the_full_path_reads_them(line in line()) {
+            if let Ok(text) = std::str::from_utf8(&line) {
+                scan_agrees(text);
+            }
+            if let Err(why) = check_agreement(&line) {
+                proptest::prop_assert!(false, "{}: {}", why, String::from_utf8_lossy(&line));
+            }
+        }
+    }
+
+    use proptest::prelude::{Just, Strategy};
+
+    /// String bodies: plain text, brackets, escapes of every kind including
+    /// lone and paired surrogates, and runs long enough to span blocks.
+    fn string_body() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            proptest::prop_oneof![
+                10 => Just("a".to_owned()),
+                10 => Just("é".to_owned()),
+                10 => Just("[".to_owned()),
+                10 => Just("]".to_owned()),
+                10 => Just("{".to_owned()),
+                10 => Just("}".to_owned()),
+                10 => Just("u".to_owned()),
+                10 => Just(r"\\".to_owned()),
+                10 => Just(r#"\""#.to_owned()),
+                10 => Just(r"\n".to_owned()),
+                10 => Just(r"\/".to_owned()),
+                10 => Just(r"\u0041".to_owned()),
+                10 => Just(r"\u005c".to_owned()),
+                1 => Just(r"\ud800".to_owned()),
+                1 => Just(r"\udc00".to_owned()),
+                1 => Just(r"\udbff".to_owned()),
+                10 => Just(r"\ud83d\ude00".to_owned()),
+                10 => Just(r"\\u".to_owned()),
+                10 => (1usize..150).prop_map(|n| "x".repeat(n)),
+            ],
+            0..12,
+        )
+        .prop_map(|pieces| format!("\"{}\"", pieces.concat()))
+    }
+
+    /// JSON-ish values: leaves, arrays and objects, and some nested close
+    /// to the depth limit.
+    fn value() -> impl Strategy<Value = String> {
+        let leaf = proptest::prop_oneof![
+            Just("0".to_owned()),
+            Just("-1.5e3".to_owned()),
+            Just("1e400".to_owned()),
+            Just("true".to_owned()),
+            Just("null".to_owned()),
+            string_body(),
+        ];
+        let tree = leaf.prop_recursive(6, 64, 6, |inner| {
+            proptest::prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec((string_body(), inner), 0..6).prop_map(|members| {
+                    let members: Vec<String> = members
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}:{v}"))
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        });
+        (
+            tree,
+            proptest::prop_oneof![Just(0usize), 0usize..8, 118usize..132],
+        )
+            .prop_map(|(tree, levels)| {
+                format!("{}{tree}{}", "[".repeat(levels), "]".repeat(levels))
+            })
+    }
+
+    /// Response lines around those values (with padding that moves them
+    /// across block boundaries), some with bytes changed, cut or inserted.
+    fn line() -> impl Strategy<Value = Vec<u8>> {
+        let response = (value(), proptest::option::of(value()), 0usize..80, 0u64..3).prop_map(
+            |(result, extra, pad, id)| {
+                let pad = " ".repeat(pad);
+                let extra = extra.map(|v| format!(r#","x":{v}"#)).unwrap_or_default();
+                format!(r#"{{"jsonrpc":"2.0",{pad}"id":{id},"result":{result}{extra}}}"#)
+                    .into_bytes()
+            },
+        );
+        let edits = proptest::collection::vec(
+            (
+                proptest::prelude::any::<proptest::sample::Index>(),
+                0u8..3,
+                proptest::prop_oneof![
+                    proptest::sample::select(b"\"\\[]{}u,:0 dD8".to_vec()),
+                    proptest::prelude::any::<u8>(),
+                ],
+            ),
+            0..4,
+        );
+        (response, edits, proptest::prelude::any::<bool>()).prop_map(|(mut line, edits, edit)| {
+            if edit {
+                for (at, how, byte) in edits {
+                    let at = at.index(line.len() + 1);
+                    match how {
+                        0 if at < line.len() => line[at] = byte,
+                        1 if at < line.len() => {
+                            line.remove(at);
+                        }
+                        _ => line.insert(at, byte),
+                    }
+                }
+            }
+            line
+        })
     }
 }

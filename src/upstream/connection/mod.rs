@@ -49,6 +49,10 @@ use crate::upstream::ids;
 mod envelope;
 #[doc(hidden)]
 pub use envelope::check_agreement as envelope_check_agreement;
+#[doc(hidden)]
+pub use envelope::success_response_len as envelope_success_response_len;
+#[doc(hidden)]
+pub use envelope::tree_would_refuse_bench as envelope_tree_would_refuse;
 mod messages;
 mod monitor;
 mod reader;
