@@ -16,12 +16,6 @@ use stdiopool::upstream::process::become_subreaper;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-// The request path allocates a few dozen small blocks per request (headers,
-// channels, the reply's pieces); glibc's malloc spent ~25 % of the proxy's
-// instructions on them (docs/PERFORMANCE.md, "The fast path").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     if std::env::var_os(RUN_FIXTURE_ENV).is_some() {
         fixture::main();
