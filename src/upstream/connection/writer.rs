@@ -251,11 +251,18 @@ mod tests {
         pipe.writable().await.unwrap();
     }
 
-    #[tokio::test]
-    async fn a_line_the_pipe_has_room_for_is_written_at_once_by_the_sender() {
+    /// An outbox on a fresh pipe, ready for a direct write, and the pipe's
+    /// read end.
+    async fn writable_outbox() -> (Outbox, pipe::Receiver) {
         let (tx, rx) = pipe::pipe().unwrap();
         let outbox = Outbox::with_pipe(Some(tx));
         writable(&outbox).await;
+        (outbox, rx)
+    }
+
+    #[tokio::test]
+    async fn a_line_the_pipe_has_room_for_is_written_at_once_by_the_sender() {
+        let (outbox, rx) = writable_outbox().await;
         assert!(outbox.send(line("a", 100)));
         // No writer task exists, yet the line is in the pipe: nothing queued.
         assert!(outbox.lock().lines.is_empty());
@@ -343,9 +350,7 @@ mod tests {
 
     #[tokio::test]
     async fn once_closed_nothing_is_sent_and_stdin_reads_eof() {
-        let (tx, rx) = pipe::pipe().unwrap();
-        let outbox = Outbox::with_pipe(Some(tx));
-        writable(&outbox).await;
+        let (outbox, rx) = writable_outbox().await;
         assert!(outbox.send(line("before", 10)));
         // What is still queued when the outbox closes is dropped with the pipe.
         outbox.lock().lines.push_back(line("queued", 10));
