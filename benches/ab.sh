@@ -4,10 +4,14 @@
 #
 #   bash benches/ab.sh DIR_A DIR_B [ROUNDS]
 #
-# DIR_A and DIR_B each hold release binaries `stdiopool` and `stdiopool-load`
+# DIR_A and DIR_B each hold release binaries `stdiopool`, `stdiopool-load`
+# and `stdiopool-fixture`
 # (copy target/release/ aside after each build). For each round, and each
 # build in turn (interleaved, so a change in the machine's load hits both),
-# it runs the HTTP floor at concurrency 8, then the proxy (`--pool-size PS
+# it runs the HTTP floor at concurrency 8, the pipe floor (`floor
+# --processes PS -- stdiopool-fixture`, the least HTTP-to-stdio forwarder:
+# HTTP plus one pipe round trip, nothing else) at pool 1 x c 1 and pool 2 x
+# c 8, then the proxy (`--pool-size PS
 # --min-idle PS --demo --drain-delay 0`, fixture) at pool 1 x c 1/8 and pool
 # 2 x c 1/8/64, 20,000 requests + 200 warm-up each (`--duration 8s`), and
 # prints req/s, p50, p99, the server's CPU per request (utime + stime from
@@ -67,6 +71,16 @@ for round in $(seq 1 "$ROUNDS"); do
         PID=$!
         wait_ready "$port" && run "$bin" floor-c8 "$port" 8
         kill "$PID"; wait "$PID" 2>/dev/null; PID=""
+        for ps in 1 2; do
+            port=$(free_port)
+            "$bin/stdiopool-load" floor --listen "127.0.0.1:$port" --processes "$ps" \
+                -- "$bin/stdiopool-fixture" >/dev/null 2>&1 &
+            PID=$!
+            c=1
+            [[ $ps == 2 ]] && c=8
+            wait_ready "$port" && run "$bin" "pipe$ps-c$c" "$port" "$c"
+            kill "$PID"; wait "$PID" 2>/dev/null; PID=""
+        done
         for ps in 1 2; do
             port=$(free_port)
             "$bin/stdiopool" --listen "127.0.0.1:$port" --log-filter warn --pool-size "$ps" \

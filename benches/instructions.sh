@@ -13,6 +13,12 @@
 # excluded. The kernel's share (syscalls, wake-ups) is not counted: see
 # docs/PERFORMANCE.md for the strace and CPU-time figures beside it.
 # Profiles stay in target/bench-results/callgrind/ (callgrind_annotate reads them).
+#
+# BENCH_SERVER=floor or BENCH_SERVER=pipe-floor counts the same for the HTTP
+# floor (`stdiopool-load floor`, answering from memory) or the pipe floor
+# (`floor --processes 2 -- stdiopool-fixture`, the least forwarder) instead
+# of the proxy, so "what HTTP costs", "what HTTP + the pipe cost" and "what
+# stdiopool adds" are three figures of the same kind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "benches/instructions.sh needs valgrind" >&2; exit 1; }
@@ -33,9 +39,17 @@ total_instructions() {
     local c=$1 n=$2 port out
     port=$(free_port)
     out=$OUT/c$c-n$n.out
+    local server
+    case ${BENCH_SERVER:-proxy} in
+        proxy) server=("$BIN/stdiopool" --listen "127.0.0.1:$port" --log-filter warn
+                   --pool-size 2 --min-idle 2 --demo --drain-delay 0) ;;
+        floor) server=("$BIN/stdiopool-load" floor --listen "127.0.0.1:$port") ;;
+        pipe-floor) server=("$BIN/stdiopool-load" floor --listen "127.0.0.1:$port"
+                   --processes 2 -- "$BIN/stdiopool-fixture") ;;
+        *) echo "BENCH_SERVER is proxy, floor or pipe-floor" >&2; exit 1 ;;
+    esac
     valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$BIN/stdiopool" --listen "127.0.0.1:$port" --log-filter warn \
-        --pool-size 2 --min-idle 2 --demo --drain-delay 0 >/dev/null 2>"$OUT/c$c-n$n.log" &
+        "${server[@]}" >/dev/null 2>"$OUT/c$c-n$n.log" &
     PID=$!
     local i
     for i in $(seq 1 600); do
@@ -54,6 +68,6 @@ for c in "${@:-1 8}"; do
     for conc in $c; do
         short=$(total_instructions "$conc" 200)
         long=$(total_instructions "$conc" 1200)
-        echo "c=$conc: $(( (long - short) / 1000 )) instructions per request"
+        echo "${BENCH_SERVER:-proxy} c=$conc: $(( (long - short) / 1000 )) instructions per request"
     done
 done

@@ -48,10 +48,12 @@ impl Proxy {
         Proxy { child, url }
     }
 
-    /// The HTTP floor of the benchmark (`stdiopool-load floor`), stopped the same way.
-    fn floor() -> Proxy {
+    /// The HTTP floor of the benchmark (`stdiopool-load floor`), stopped the
+    /// same way; `extra` makes it the pipe floor (`--processes N -- CMD`).
+    fn floor(extra: &[&str]) -> Proxy {
         let mut child = Command::new(LOAD)
             .args(["floor", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -279,7 +281,7 @@ fn a_server_that_never_starts_fails_the_run() {
 
 #[test]
 fn the_http_floor_answers_the_workload_as_json_and_passes_every_check() {
-    let floor = Proxy::floor();
+    let floor = Proxy::floor(&[]);
     let out = json_out("floor");
     let res = run_load(&[
         "http",
@@ -305,4 +307,64 @@ fn the_http_floor_answers_the_workload_as_json_and_passes_every_check() {
     // From memory, one JSON body each: never a stream.
     assert_eq!(report["replies_json"], 200);
     assert_eq!(report["sessions_opened"], 1);
+}
+
+/// The children of `pid` (from /proc), for the pipe floor's processes.
+fn children_of(pid: u32) -> Vec<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("read the children");
+    text.split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// Whether `pid` has ended (gone, or a zombie waiting for whoever inherited it).
+fn ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn the_pipe_floor_forwards_the_workload_to_its_processes_and_stops_them() {
+    let floor = Proxy::floor(&["--processes", "2", "--", FIXTURE]);
+    let out = json_out("pipe-floor");
+    let res = run_load(&[
+        "http",
+        "--url",
+        &floor.url,
+        "--concurrency",
+        "4",
+        "--requests",
+        "200",
+        "--duration",
+        "60s",
+        "--json-out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let report = read_report(&out);
+    // Every echo came back right from a fixture (checked by the load
+    // generator), one JSON body each.
+    assert_eq!(report["ok"], 200);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["replies_json"], 200);
+    let children = children_of(floor.child.id());
+    assert_eq!(children.len(), 2, "{children:?}");
+    drop(floor);
+    let deadline = Instant::now() + LIMIT;
+    while !children.iter().all(|&c| ended(c)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        children.iter().all(|&c| ended(c)),
+        "the pipe floor's processes outlived it: {children:?}"
+    );
 }

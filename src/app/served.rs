@@ -23,7 +23,7 @@ use crate::config::{Config, Mode, NamedServer, server_path};
 use crate::listener::StreamSlots;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
-use crate::proxy::mcp::record::{ServerMetrics, record_server_requests};
+use crate::proxy::mcp::record::{RecordServerRequests, ServerMetrics};
 use crate::proxy::mcp::{McpState, SessionSigner, Sessions, mcp_router};
 use crate::proxy::transport::oauth::TokenVerifier;
 use crate::proxy::transport::request::TransportChecks;
@@ -183,13 +183,10 @@ impl Served {
                 Router::new().nest(prefix, checks.apply(mcp_router("/mcp", state.clone())))
             }
         };
-        let router = router.layer(axum::middleware::from_fn_with_state(
-            ServerMetrics {
-                metrics: shared.metrics.clone(),
-                server: name,
-            },
-            record_server_requests,
-        ));
+        let router = router.layer(RecordServerRequests(ServerMetrics {
+            metrics: shared.metrics.clone(),
+            server: name,
+        }));
         (state, router)
     }
 

@@ -12,13 +12,20 @@
 //! nothing else, so the load generator's checks pass against it exactly as
 //! against the proxy, and "what HTTP costs" (this server) and "what
 //! stdiopool adds" (the proxy minus this) are measured in the same run.
+//!
+//! With `--processes N -- CMD…` it is the pipe floor instead: `tools/call`
+//! is forwarded to one of N warm copies of CMD by the least possible
+//! forwarder (`forward.rs`), so "HTTP plus one pipe round trip" is measured
+//! too, and what stdiopool adds can be told from what the pipe costs.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +35,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use super::forward::{self, Forwarder};
+
 /// Options of `stdiopool-load floor`.
 #[derive(Debug, clap::Args)]
 pub(super) struct FloorArgs {
@@ -35,6 +44,13 @@ pub(super) struct FloorArgs {
     /// printed on stdout).
     #[arg(long)]
     listen: SocketAddr,
+    /// Forward `tools/call` to this many warm copies of the command given
+    /// after `--` (the pipe floor); 0 answers from memory.
+    #[arg(long, default_value_t = 0, requires = "command")]
+    processes: usize,
+    /// The server to forward to (with `--processes`).
+    #[arg(last = true)]
+    command: Vec<String>,
 }
 
 /// Serves until the process is stopped (SIGTERM / SIGINT).
@@ -42,10 +58,16 @@ pub(super) async fn serve_floor(args: FloorArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    let forwarder = match args.processes {
+        0 => None,
+        n => Some(Arc::new(Forwarder::start(&args.command, n).await?)),
+    };
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     println!("listening on {}", listener.local_addr()?);
     let app = Router::new()
         .route("/mcp", post(mcp_post).delete(|| async { StatusCode::OK }))
-        .route("/readyz", get(|| async { "ready" }));
+        .route("/readyz", get(|| async { "ready" }))
+        .with_state(forwarder);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -63,7 +85,9 @@ pub(super) async fn serve_floor(args: FloorArgs) -> anyhow::Result<()> {
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(serve_connection(stream, app.clone()));
             }
+            // Returning drops the pipe floor's processes (killed on drop).
             _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
         }
     }
 }
@@ -92,8 +116,9 @@ async fn serve_connection(stream: tokio::net::TcpStream, app: Router) {
         .await;
 }
 
-/// The one POST handler: the workload's three messages, answered from memory.
-async fn mcp_post(body: Bytes) -> Response {
+/// The one POST handler: the workload's three messages, answered from
+/// memory (or `tools/call` forwarded, in the pipe floor).
+async fn mcp_post(State(forwarder): State<Option<Arc<Forwarder>>>, body: Bytes) -> Response {
     let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
     };
@@ -101,6 +126,12 @@ async fn mcp_post(body: Bytes) -> Response {
         return StatusCode::ACCEPTED.into_response();
     };
     let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+    if let Some(forwarder) = forwarder.filter(|_| method == "tools/call") {
+        return match forwarder.forward(&body).await {
+            Ok(line) => json_response(line.into(), false),
+            Err(e) => json_response(forward::error_reply(&id, &e).to_string().into(), false),
+        };
+    }
     let (reply, session) = match method {
         "initialize" => (
             json!({"jsonrpc": "2.0", "id": id, "result": {
@@ -130,11 +161,15 @@ async fn mcp_post(body: Bytes) -> Response {
             false,
         ),
     };
-    let bytes = match serde_json::to_vec(&reply) {
-        Ok(b) => b,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    };
-    let mut response = Response::new(Body::from(bytes));
+    match serde_json::to_vec(&reply) {
+        Ok(bytes) => json_response(Body::from(bytes), session),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// An `application/json` reply, with the floor's session id after `initialize`.
+fn json_response(body: Body, session: bool) -> Response {
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -23,6 +23,7 @@
 //! requests (`--requests`) and in time (`--duration`, per-request `--timeout`).
 
 mod floor;
+mod forward;
 mod http;
 mod report;
 mod stdio;

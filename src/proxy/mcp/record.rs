@@ -1,7 +1,7 @@
 //! The one path that counts every request in the metrics: method, outcome
 //! and latency.
 //!
-//! [`record_server_requests`] is a layer outside the transport checks. It starts a
+//! [`RecordServerRequests`] is a layer outside the transport checks. It starts a
 //! [`Tally`] for each request and, when the response comes back, records it
 //! from what the handler put on the response ([`Served`]): the method and
 //! outcome of a finished reply, or nothing yet for a forwarded call, whose
@@ -17,10 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
 
 use crate::metrics::{METHOD_INVALID, Metrics, Outcome};
 use crate::proxy::transport::error::ProxyError;
@@ -83,7 +87,7 @@ impl Tally {
     }
 }
 
-/// The request's tally; a router without [`record_server_requests`] gets one that
+/// The request's tally; a router without [`RecordServerRequests`] gets one that
 /// records nothing (the handlers need not care).
 impl<S: Send + Sync> FromRequestParts<S> for Tally {
     type Rejection = Infallible;
@@ -97,7 +101,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Tally {
     }
 }
 
-/// What a handler's reply tells [`record_server_requests`].
+/// What a handler's reply tells [`RecordServerRequests`].
 #[derive(Debug, Clone)]
 enum Served {
     /// Finished: record now.
@@ -115,7 +119,7 @@ pub(crate) enum Reply {
     Forwarded(Response),
 }
 
-/// The response for a handler's result, marked for [`record_server_requests`].
+/// The response for a handler's result, marked for [`RecordServerRequests`].
 pub(crate) fn respond(method: &str, result: Result<Reply, ProxyError>) -> Response {
     let (mut response, served) = match result {
         Ok(Reply::Done(response, outcome)) => (
@@ -141,28 +145,93 @@ pub(crate) fn respond(method: &str, result: Result<Reply, ProxyError>) -> Respon
     response
 }
 
-/// Where [`record_server_requests`] counts: the registry and the server's name.
+/// Where [`RecordServerRequests`] counts: the registry and the server's name.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerMetrics {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) server: Arc<str>,
 }
 
-/// Middleware, one layer per served server: starts each request's
-/// [`Tally`] and records what the handler reports, or counts a refusal that
-/// never reached a handler; counted in the totals and under the server's
-/// `server` label.
-pub(crate) async fn record_server_requests(
-    State(at): State<ServerMetrics>,
-    request: Request,
-    next: Next,
-) -> Response {
-    record(Tally::start(at.metrics, Some(at.server)), request, next).await
+/// The layer, one per served server: starts each request's [`Tally`] and
+/// records what the handler reports, or counts a refusal that never reached
+/// a handler; counted in the totals and under the server's `server` label.
+///
+/// A tower layer rather than an axum `from_fn` middleware: this one wraps
+/// every request, and `from_fn` boxes the request's future and a clone of
+/// the inner service on each one; this future is the inner one plus the
+/// tally.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordServerRequests(pub(crate) ServerMetrics);
+
+impl<S> Layer<S> for RecordServerRequests {
+    type Service = Recorded<S>;
+
+    fn layer(&self, inner: S) -> Recorded<S> {
+        Recorded {
+            at: self.0.clone(),
+            inner,
+        }
+    }
 }
 
-async fn record(tally: Tally, mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(tally.clone());
-    let response = next.run(request).await;
+/// The service of [`RecordServerRequests`].
+#[derive(Debug, Clone)]
+pub(crate) struct Recorded<S> {
+    at: ServerMetrics,
+    inner: S,
+}
+
+impl<S> Service<Request> for Recorded<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Recording<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let tally = Tally::start(self.at.metrics.clone(), Some(self.at.server.clone()));
+        request.extensions_mut().insert(tally.clone());
+        Recording {
+            inner: self.inner.call(request),
+            tally,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's response on its way out, recorded when it comes (a
+    /// request whose future is dropped first records nothing here; a
+    /// forwarded call records itself when it ends).
+    pub(crate) struct Recording<F> {
+        #[pin]
+        inner: F,
+        tally: Tally,
+    }
+}
+
+impl<F, E> Future for Recording<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            record(this.tally, response);
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// Records a response from what the handler put on it.
+fn record(tally: &Tally, response: &Response) {
     match response.extensions().get::<Served>() {
         Some(Served::Now { method, outcome }) => tally.record(method, *outcome),
         Some(Served::WhenCallEnds) => {}
@@ -175,7 +244,6 @@ async fn record(tally: Tally, mut request: Request, next: Next) -> Response {
             tally.record(METHOD_INVALID, outcome);
         }
     }
-    response
 }
 
 #[cfg(test)]

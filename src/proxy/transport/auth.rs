@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, header};
 use axum::response::{IntoResponse, Response};
+use tower_http::validate_request::ValidateRequest;
 
 use super::error::{AuthFailure, ProxyError};
 use crate::values::BearerToken;
@@ -39,20 +39,22 @@ fn split_scheme(raw: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&raw[..space], &raw[space + 1..]))
 }
 
-/// Middleware: 401 unless the request carries the configured bearer token.
-pub async fn require_bearer(
-    State(token): State<Arc<BearerToken>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match check_bearer(&token, request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => {
+/// The layer's validator: 401 unless the request carries the configured
+/// bearer token (`tower_http`'s `ValidateRequestHeaderLayer::custom`: no box
+/// per request, unlike an axum `from_fn` middleware).
+#[derive(Debug, Clone)]
+pub struct RequireBearer(pub Arc<BearerToken>);
+
+impl<B> ValidateRequest<B> for RequireBearer {
+    type ResponseBody = Body;
+
+    fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response> {
+        check_bearer(&self.0, request.headers()).map_err(|e| {
             let mut response = e.into_response();
             // Refused before the body is read (see `close_after`).
             super::oauth::close_after(&mut response);
             response
-        }
+        })
     }
 }
 

@@ -11,10 +11,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
-use axum::middleware::Next;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Request, Uri, header};
 use axum::response::{IntoResponse, Response};
+use tower_http::validate_request::ValidateRequest;
 
 use super::error::ProxyError;
 use crate::values::origin_rules::{AllowedHost, AllowedOrigin, host_without_port};
@@ -147,15 +147,19 @@ fn is_loopback_origin(lower: &str) -> bool {
     matches!(scheme, "http" | "https") && is_loopback_host(host_without_port(authority))
 }
 
-/// Middleware: 403 for a foreign `Host` or `Origin`, before any handler.
-pub async fn guard_origin(
-    State(guard): State<Arc<OriginGuard>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match guard.check(request.headers(), request.uri()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+/// The layer's validator: 403 for a foreign `Host` or `Origin`, before any
+/// handler (`tower_http`'s `ValidateRequestHeaderLayer::custom`, which, unlike
+/// an axum `from_fn` middleware, boxes nothing per request).
+#[derive(Debug, Clone)]
+pub struct GuardOrigin(pub Arc<OriginGuard>);
+
+impl<B> ValidateRequest<B> for GuardOrigin {
+    type ResponseBody = Body;
+
+    fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response> {
+        self.0
+            .check(request.headers(), request.uri())
+            .map_err(IntoResponse::into_response)
     }
 }
 

@@ -29,13 +29,14 @@ use axum::routing::MethodRouter;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::validate_request::ValidateRequestHeaderLayer;
 
-use super::auth::require_bearer;
+use super::auth::RequireBearer;
 use super::error::ProxyError;
 use super::message::IncomingMessage;
 use super::negotiate::{check_content_type, check_get_accept, check_post_accept};
 use super::oauth::{Subject, TokenVerifier, require_oauth};
-use super::origin::{OriginGuard, guard_origin};
+use super::origin::{GuardOrigin, OriginGuard};
 use super::protocol_version::{self, PROTOCOL_VERSION_HEADER};
 use super::session_id::{SESSION_ID_HEADER, SessionId};
 use crate::values::{BearerToken, ProtocolVersion};
@@ -74,6 +75,13 @@ pub struct McpPost {
     pub subject: Option<Subject>,
 }
 
+/// A POST whose Accept and Content-Type passed their checks and whose body
+/// was read within the limit by a layer in front of the handler (the era
+/// divert, `proxy/mcp/modern`), as a request extension: [`McpPost`] takes
+/// these bytes instead of checking and reading the same request again.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadPost(pub(crate) Bytes);
+
 impl McpPost {
     /// Runs the POST checks on the parts of a request.
     pub async fn check(
@@ -84,7 +92,13 @@ impl McpPost {
         check_post_accept(headers)?;
         check_content_type(headers)?;
         let bytes = read_body(headers, body, limit.0).await?;
-        let message = IncomingMessage::parse(&bytes)?;
+        McpPost::check_read(headers, &bytes)
+    }
+
+    /// The checks after the body's: JSON, JSON-RPC shape, then (not for
+    /// `initialize`) the session header and the protocol version.
+    fn check_read(headers: &HeaderMap, bytes: &[u8]) -> Result<McpPost, ProxyError> {
+        let message = IncomingMessage::parse(bytes)?;
         if message.is_initialize() {
             return Ok(McpPost {
                 session: SessionId::from_headers(headers).ok().flatten(),
@@ -113,8 +127,11 @@ impl<S: Send + Sync> FromRequest<S> for McpPost {
             .get::<BodyLimit>()
             .copied()
             .unwrap_or(BodyLimit::DEFAULT);
-        let (parts, body) = req.into_parts();
-        let mut post = McpPost::check(&parts.headers, body, limit).await?;
+        let (mut parts, body) = req.into_parts();
+        let mut post = match parts.extensions.remove::<ReadPost>() {
+            Some(ReadPost(bytes)) => McpPost::check_read(&parts.headers, &bytes)?,
+            None => McpPost::check(&parts.headers, body, limit).await?,
+        };
         post.subject = parts.extensions.get::<Subject>().cloned();
         Ok(post)
     }
@@ -306,7 +323,9 @@ impl TransportChecks {
         // composed, the stack is one level (docs/PERFORMANCE.md, "The fast path").
         let cors = self.origin.has_listed_origins().then(|| self.cors_layer());
         let checks = ServiceBuilder::new()
-            .layer(from_fn_with_state(self.origin.clone(), guard_origin))
+            .layer(ValidateRequestHeaderLayer::custom(GuardOrigin(
+                self.origin.clone(),
+            )))
             // Outside auth: browsers send preflights without credentials.
             .option_layer(cors)
             .option_layer(
@@ -317,7 +336,7 @@ impl TransportChecks {
             .option_layer(
                 self.auth
                     .clone()
-                    .map(|token| from_fn_with_state(token, require_bearer)),
+                    .map(|token| ValidateRequestHeaderLayer::custom(RequireBearer(token))),
             )
             // For any other body extractor a handler may use.
             .layer(DefaultBodyLimit::max(self.max_body))
@@ -350,5 +369,45 @@ impl TransportChecks {
                 HeaderName::from_static(PROTOCOL_VERSION_HEADER),
             ])
             .max_age(Duration::from_secs(600))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn post_with(read: &'static [u8]) -> Request {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/mcp")
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ReadPost(Bytes::from_static(read)));
+        request
+    }
+
+    #[tokio::test]
+    async fn a_post_read_in_front_is_taken_as_read_and_still_checked() {
+        // The body stream is empty and no Accept is sent: the bytes and the
+        // negotiation come from the layer in front.
+        let post = McpPost::from_request(
+            post_with(br#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{}}"#),
+            &(),
+        )
+        .await
+        .unwrap();
+        assert!(post.message.is_initialize());
+        // The checks after the body's still run on those bytes.
+        let refused = McpPost::from_request(post_with(b"[]"), &()).await;
+        assert!(matches!(refused, Err(ProxyError::InvalidRequest(_))));
+        let refused = McpPost::from_request(
+            post_with(br#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#),
+            &(),
+        )
+        .await;
+        assert!(matches!(refused, Err(ProxyError::SessionRequired)));
     }
 }

@@ -109,9 +109,14 @@ impl SessionId {
                 {
                     return Err(MalformedSessionId);
                 }
-                Ok(SessionId(
-                    format!("{instance}.{}", second.to_ascii_lowercase()).into(),
-                ))
+                // The ids this proxy mints are lowercase already: only an
+                // id a client changed the case of is rebuilt.
+                if second.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Ok(SessionId(
+                        format!("{instance}.{}", second.to_ascii_lowercase()).into(),
+                    ));
+                }
+                Ok(SessionId(text.into()))
             }
             Some(mac) => {
                 if !is_base64url(second) || !is_base64url(mac) {

@@ -19,6 +19,12 @@ use crate::values::ModernVersion;
 /// The `_meta` key that carries a modern request's protocol version.
 pub(crate) const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
+/// The search for [`META_PROTOCOL_VERSION`] in a body, built once:
+/// `memmem::find` builds its searcher on every call, which cost more than the
+/// search itself on a small body (~3k instructions per request).
+static META_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(META_PROTOCOL_VERSION.as_bytes()));
+
 /// What a POST is.
 #[derive(Debug)]
 pub(crate) enum Era {
@@ -49,7 +55,7 @@ pub(crate) fn meta_version(params: Option<&Value>) -> Option<&Value> {
 /// substring search and nothing more.
 pub(crate) fn classify_post(headers: &HeaderMap, body: &[u8]) -> Era {
     let by_header = header_is_modern(headers);
-    if !by_header && memchr::memmem::find(body, META_PROTOCOL_VERSION.as_bytes()).is_none() {
+    if !by_header && META_FINDER.find(body).is_none() {
         return Era::Legacy;
     }
     // A body that does not parse gets the same answer either way (400,

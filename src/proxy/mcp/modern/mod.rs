@@ -53,7 +53,7 @@ use crate::metrics::{EraLabel, METHOD_RESPONSE};
 use crate::proxy::transport::error::ProxyError;
 use crate::proxy::transport::message::IncomingMessage;
 use crate::proxy::transport::negotiate::{check_content_type, check_post_accept};
-use crate::proxy::transport::request::{BodyLimit, read_body};
+use crate::proxy::transport::request::{BodyLimit, ReadPost, read_body};
 use crate::proxy::transport::session_id::SESSION_ID_HEADER;
 
 /// The JSON-RPC codes the 2026-07-28 revision defines.
@@ -107,8 +107,11 @@ pub(crate) async fn divert(
     match classify_post(&parts.headers, &bytes) {
         Era::Legacy => {
             tally.count_era(EraLabel::Legacy);
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+            // Checked and read here already: the handler's extractor takes
+            // the bytes rather than doing both again.
+            let mut parts = parts;
+            parts.extensions.insert(ReadPost(bytes));
+            next.run(Request::from_parts(parts, Body::empty())).await
         }
         Era::Modern(message) => {
             tally.count_era(EraLabel::Modern);
