@@ -15,7 +15,8 @@
 # --min-idle PS --demo --drain-delay 0`, fixture) at pool 1 x c 1/8 and pool
 # 2 x c 1/8/64, 20,000 requests + 200 warm-up each (`--duration 8s`), and
 # prints req/s, p50, p99, the server's CPU per request (utime + stime from
-# /proc over the run ÷ requests) and its context switches per request
+# /proc over the run ÷ requests, and the utime part alone) and its context
+# switches per request
 # (voluntary + involuntary, all threads). Everything binds 127.0.0.1 on free
 # ports; every server started is stopped. On a shared 2-core machine these
 # figures move ±20 % between runs: compare rounds, not single runs, and see
@@ -30,7 +31,8 @@ PID=""
 trap '[[ -n "$PID" ]] && kill "$PID" 2>/dev/null; true' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 wait_ready() {
     local i
@@ -45,20 +47,24 @@ wait_ready() {
 run() {
     local bin=$1 name=$2 port=$3 c=$4 out
     out=$(mktemp)
-    local cpu0 sw0 cpu1 sw1
-    cpu0=$(cpu_ticks "$PID")
+    local u0 s0 sw0 u1 s1 sw1
+    u0=$(user_ticks "$PID")
+    s0=$(sys_ticks "$PID")
     sw0=$(switches "$PID")
     "$bin/stdiopool-load" http --url "http://127.0.0.1:$port/mcp" --concurrency "$c" \
         --requests "$N" --duration 8s --warmup 200 --json-out "$out" >/dev/null 2>&1
-    cpu1=$(cpu_ticks "$PID")
+    u1=$(user_ticks "$PID")
+    s1=$(sys_ticks "$PID")
     sw1=$(switches "$PID")
-    python3 - "$name" "$out" $((cpu1 - cpu0)) "$TCK" $((sw1 - sw0)) <<'PY'
+    python3 - "$name" "$out" $((u1 - u0)) $((s1 - s0)) "$TCK" $((sw1 - sw0)) <<'PY'
 import json, sys
-name, path, ticks, tck, sw = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+name, path = sys.argv[1], sys.argv[2]
+user, system, tck, sw = (int(a) for a in sys.argv[3:7])
 d = json.load(open(path))
 n = d["ok"] + d["errors"] + d["warmup"]
+us = lambda ticks: ticks / tck / n * 1e6
 print(f'  {name:11s} {d["rps"]:8.0f} req/s  p50 {d["p50_us"]:6.0f} us  p99 {d["p99_us"]:6.0f} us  '
-      f'cpu/req {ticks / tck / n * 1e6:6.1f} us  switches/req {sw / n:4.2f}  errors {d["errors"]}')
+      f'cpu/req {us(user + system):6.1f} us (user {us(user):5.1f})  switches/req {sw / n:4.2f}  errors {d["errors"]}')
 PY
     rm -f "$out"
 }

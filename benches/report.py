@@ -221,7 +221,31 @@ def build(runs, res, mach, scale):
     overhead["floor_ratio_peak_ps2"] = ratio(ps2_peak, floor_peak)
     md.append(f"| peak req/s (any concurrency / pool size) | {fmt_rps(raw_peak)} | {fmt_rps(floor_peak)} | {fmt_rps(px_peak)} "
               f"(`{px_peak_label}`) | {pct(ratio(px_peak, raw_peak))} | {pct(ratio(px_peak, floor_peak))} | | |")
+    md.append("")
+    md.append("Pipe floor = `stdiopool-load floor --processes N -- stdiopool-fixture`: the same HTTP stack "
+              "forwarding each `tools/call` to one of N warm fixture processes with the least possible work "
+              "(the body written as the line, the reply line sent back; the request's own task does both, "
+              "no parse, no other task): what HTTP plus one pipe round trip costs, so the proxy's own share "
+              "is the difference.")
+    md.append("")
+    md.append("| | pipe floor | through the proxy | proxy / pipe floor | added over pipe floor |")
+    md.append("|---|---:|---:|---:|---:|")
+    pf1 = "pipe-floor-ps1-c1"
+    pf_rps = get(runs, pf1, "rps")
+    md.append(f"| req/s, pool size 1, concurrency 1 | {fmt_rps(pf_rps)} | {fmt_rps(p_rps)} | "
+              f"{pct(ratio(p_rps, pf_rps))} | |")
+    for q in ("p50", "p99"):
+        fv, pv = get(runs, pf1, f"{q}_us"), get(runs, px1, f"{q}_us")
+        added = None if fv is None or pv is None else pv - fv
+        overhead[f"added_over_pipe_floor_{q}_us"] = added
+        md.append(f"| {q} latency, pool size 1, concurrency 1 | {fmt_us(fv)} | {fmt_us(pv)} | | +{fmt_us(added)} |")
+    pipe_peak = max((get(runs, f"pipe-floor-ps2-c{c}", "rps") or 0 for c in CONCURRENCY), default=0)
+    overhead["pipe_floor_ratio_peak_ps2"] = ratio(ps2_peak, pipe_peak)
+    md.append(f"| peak req/s, pool size 2 | {fmt_rps(pipe_peak)} | {fmt_rps(ps2_peak)} | "
+              f"{pct(ratio(ps2_peak, pipe_peak))} | |")
     cpu_rows = [(f"floor-c{c}", f"HTTP floor, concurrency {c}") for c in CONCURRENCY]
+    cpu_rows += [("pipe-floor-ps1-c1", "pipe floor, 1 process, concurrency 1")]
+    cpu_rows += [(f"pipe-floor-ps2-c{c}", f"pipe floor, 2 processes, concurrency {c}") for c in CONCURRENCY]
     cpu_rows += [(f"fixture-pooled-ps{ps}-c{c}", f"proxy, pool size {ps}, concurrency {c}")
                  for ps in POOL_SIZES for c in CONCURRENCY]
     md.append("")

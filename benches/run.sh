@@ -9,9 +9,11 @@
 #   1. warm pool vs spawn-per-request (--max-uses 1 --min-idle 0), fixture and
 #      Python `mcp` server, at concurrency 1 / 8 / 64;
 #   2. the seed's check: 100 sequential requests, before vs after;
-#   3. raw stdio round trips to the fixture vs the same through the proxy, and
-#      the HTTP floor (`stdiopool-load floor`: the proxy's HTTP stack answering
-#      from memory) at the same concurrencies;
+#   3. raw stdio round trips to the fixture vs the same through the proxy, the
+#      HTTP floor (`stdiopool-load floor`: the proxy's HTTP stack answering
+#      from memory) and the pipe floor (`floor --processes N -- fixture`: HTTP
+#      plus one pipe round trip per request, the least forwarder) at the same
+#      concurrencies;
 #   4. pooled mode, pool sizes 1 / 2 / 4 x concurrency 1 / 8 / 64; session
 #      mode with 64 sessions;
 #   5. proxy RSS idle and with 1,000 open sessions; fds and children before
@@ -87,12 +89,14 @@ start_proxy() {
     wait_ready "$name" "$port"
 }
 
-# start_floor NAME: the HTTP floor, started and stopped like a proxy.
+# start_floor NAME [ARGS...]: the HTTP floor (or, with `--processes N --
+# CMD`, the pipe floor), started and stopped like a proxy.
 start_floor() {
     local name=$1
+    shift
     local port
     port=$(free_port)
-    "$BIN/stdiopool-load" floor --listen "127.0.0.1:$port" 2>"$LOGS/proxy-$name.log" >/dev/null &
+    "$BIN/stdiopool-load" floor --listen "127.0.0.1:$port" "$@" 2>"$LOGS/proxy-$name.log" >/dev/null &
     PROXY_PID=$!
     wait_ready "$name" "$port"
 }
@@ -203,6 +207,16 @@ say "3. the HTTP floor: the proxy's HTTP stack answering from memory"
 start_floor floor
 for c in 1 8 64; do
     http_load "floor-c$c" --concurrency "$c" --requests "$N_RAW" "${CAP[@]}" "${WARM[@]}"
+done
+stop_proxy
+
+say "3. the pipe floor: HTTP plus one pipe round trip to a warm fixture, nothing else"
+start_floor pipe-floor-ps1 --processes 1 -- "${FIXTURE[@]}"
+http_load "pipe-floor-ps1-c1" --concurrency 1 --requests "$N_RAW" "${CAP[@]}" "${WARM[@]}"
+stop_proxy
+start_floor pipe-floor-ps2 --processes 2 -- "${FIXTURE[@]}"
+for c in 1 8 64; do
+    http_load "pipe-floor-ps2-c$c" --concurrency "$c" --requests "$N_RAW" "${CAP[@]}" "${WARM[@]}"
 done
 stop_proxy
 

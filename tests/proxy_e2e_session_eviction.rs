@@ -301,3 +301,43 @@ async fn a_long_quiet_session_is_ended_to_keep_a_warm_spare_for_the_next_session
         "pid {next_pid} was spawned for the session, not warm before it ({warm:?})"
     );
 }
+
+/// Regression: right after start-up, `--min-idle` processes are spawned in
+/// the background, and until they are the pool is at `--pool-size` with
+/// nothing idle. A new session used to end a session that had just been
+/// opened, as if every process had a session (`benches/run.sh`'s session-mode
+/// run: 64 clients at once on `--pool-size 64 --min-idle 64` got 404 for
+/// sessions they had just opened, about one run in two). A process being
+/// spawned is one the new session can wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_arriving_while_the_pool_warms_up_end_no_session() {
+    const SESSIONS: usize = 32;
+    for round in 0..3 {
+        let size = SESSIONS.to_string();
+        let proxy = session_proxy(&size, &["--min-idle", &size]);
+        let opened =
+            futures_util::future::join_all((0..SESSIONS).map(|_| Mcp::connect(&proxy))).await;
+        let replies = futures_util::future::join_all(
+            opened
+                .iter()
+                .enumerate()
+                .map(|(n, mcp)| mcp.call_tool_reply("echo", json!({"message": format!("s{n}")}))),
+        )
+        .await;
+        for (n, reply) in replies.iter().enumerate() {
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "round {round}, session {n}: {}",
+                reply.text()
+            );
+        }
+        let m = proxy.metrics().await;
+        assert_eq!(ended(&m, "pressure"), 0.0, "round {round}");
+        assert_eq!(
+            m.get("stdiopool_sessions"),
+            SESSIONS as f64,
+            "round {round}"
+        );
+    }
+}

@@ -150,7 +150,7 @@ const EVICTION_RETRY: Duration = Duration::from_millis(100);
 async fn wait_making_room(st: &McpState) -> Result<Pooled<UpstreamManager>, ProxyError> {
     let mut evicted = !st.config.session_eviction;
     if !evicted {
-        evicted = st.sessions.evict_idlest(Duration::ZERO);
+        evicted = end_one_for_room(st);
     }
     let get = st.pool.get();
     tokio::pin!(get);
@@ -161,10 +161,24 @@ async fn wait_making_room(st: &McpState) -> Result<Pooled<UpstreamManager>, Prox
         tokio::select! {
             outcome = &mut get => return outcome.map_err(|e| pool_error(st, e)),
             () = tokio::time::sleep(EVICTION_RETRY) => {
-                evicted = st.sessions.evict_idlest(Duration::ZERO);
+                evicted = end_one_for_room(st);
             }
         }
     }
+}
+
+/// Ends the session idle longest, if every process the pool may hold
+/// belongs to a session; returns whether one was ended.
+///
+/// The pool being at `--pool-size` with nothing idle is not enough: it
+/// counts the processes it is spawning (right after start-up, all of
+/// `--min-idle` are spawned in the background), replacing, or handing to an
+/// `initialize` still on its way, and each of those comes to a waiting
+/// session without ending anyone. Ending a session then cost a client the
+/// session it had just opened (found by `benches/run.sh`, 64 clients at once
+/// on a pool of 64).
+fn end_one_for_room(st: &McpState) -> bool {
+    st.sessions.len() >= st.pool.status().max && st.sessions.evict_idlest(Duration::ZERO)
 }
 
 /// After a session took a process: if that left the pool full with no warm
@@ -177,7 +191,9 @@ fn keep_a_spare(st: &McpState) {
         return;
     }
     let status = st.pool.status();
-    if status.idle > 0 || status.size < status.max {
+    // As in `end_one_for_room`: only when every process has a session,
+    // counting the one just taken (its session is not in the store yet).
+    if status.idle > 0 || status.size < status.max || st.sessions.len() + 1 < status.max {
         return;
     }
     let quiet_for = st.config.session_idle_timeout / SPARE_AFTER_IDLE_FRACTION;
