@@ -279,10 +279,10 @@ fn a_server_that_never_starts_fails_the_run() {
     assert!(!res.status.success());
 }
 
-#[test]
-fn the_http_floor_answers_the_workload_as_json_and_passes_every_check() {
-    let floor = Proxy::floor(&[]);
-    let out = json_out("floor");
+/// 200 echo calls at concurrency 4 against a floor; the load generator's
+/// report, after checking that the run passed.
+fn load_floor(floor: &Proxy, name: &str) -> Value {
+    let out = json_out(name);
     let res = run_load(&[
         "http",
         "--url",
@@ -301,7 +301,13 @@ fn the_http_floor_answers_the_workload_as_json_and_passes_every_check() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let report = read_report(&out);
+    read_report(&out)
+}
+
+#[test]
+fn the_http_floor_answers_the_workload_as_json_and_passes_every_check() {
+    let floor = Proxy::floor(&[]);
+    let report = load_floor(&floor, "floor");
     assert_eq!(report["ok"], 200);
     assert_eq!(report["errors"], 0);
     // From memory, one JSON body each: never a stream.
@@ -331,26 +337,7 @@ fn ended(pid: i32) -> bool {
 #[test]
 fn the_pipe_floor_forwards_the_workload_to_its_processes_and_stops_them() {
     let floor = Proxy::floor(&["--processes", "2", "--", FIXTURE]);
-    let out = json_out("pipe-floor");
-    let res = run_load(&[
-        "http",
-        "--url",
-        &floor.url,
-        "--concurrency",
-        "4",
-        "--requests",
-        "200",
-        "--duration",
-        "60s",
-        "--json-out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let report = read_report(&out);
+    let report = load_floor(&floor, "pipe-floor");
     // Every echo came back right from a fixture (checked by the load
     // generator), one JSON body each.
     assert_eq!(report["ok"], 200);

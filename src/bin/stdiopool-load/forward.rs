@@ -19,15 +19,14 @@
 //! hands out a process whose pipe holds half an exchange; the floor then has
 //! one process fewer (the load generator never cancels, so a run does not).
 
-use std::process::Stdio;
 use std::sync::{Mutex, PoisonError};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use axum::body::Bytes;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Semaphore;
 
 /// One warm server process, driven by whoever holds it.
@@ -41,19 +40,7 @@ struct Upstream {
 
 impl Upstream {
     async fn spawn(command: &[String]) -> anyhow::Result<Self> {
-        let (program, args) = command
-            .split_first()
-            .ok_or_else(|| anyhow!("no command given"))?;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("spawning {program}"))?;
-        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (child, stdin, stdout) = super::spawn_piped(command)?;
         let mut upstream = Upstream {
             stdin,
             stdout: BufReader::new(stdout),

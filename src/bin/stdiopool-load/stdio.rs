@@ -10,21 +10,28 @@ pub(super) struct StdioServer {
     pub(super) waiters: Waiters,
 }
 
+/// Spawns `command` with piped stdin and stdout (stderr discarded), killed
+/// when its `Child` is dropped.
+pub(super) fn spawn_piped(command: &[String]) -> anyhow::Result<(Child, ChildStdin, ChildStdout)> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow!("no command given"))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("spawning {program}"))?;
+    let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    Ok((child, stdin, stdout))
+}
+
 impl StdioServer {
     pub(super) async fn spawn(command: &[String], timeout: Duration) -> anyhow::Result<Self> {
-        let (program, args) = command
-            .split_first()
-            .ok_or_else(|| anyhow!("no command given"))?;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("spawning {program}"))?;
-        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (child, stdin, stdout) = spawn_piped(command)?;
         let waiters: Waiters = Arc::default();
         let reader_waiters = Arc::clone(&waiters);
         tokio::spawn(async move {
