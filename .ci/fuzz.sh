@@ -2,7 +2,7 @@
 # Runs every cargo-fuzz target in fuzz/ for a bounded time and fails on a crash.
 #
 #   FUZZ_SECONDS    seconds per target (default 60)
-#   FUZZ_TARGETS    space-separated targets (default: decode decode_chunked jsonrpc envelope)
+#   FUZZ_TARGETS    space-separated targets (default: decode decode_chunked jsonrpc envelope request)
 #   FUZZ_SANITIZER  none (default: works on stable) or address (ASan; this
 #                   script then sets RUSTC_BOOTSTRAP=1 so stable rustc accepts -Zsanitizer)
 #   CARGO_TARGET_DIR  honoured (passed to cargo fuzz as --target-dir)
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
-targets="${FUZZ_TARGETS:-decode decode_chunked jsonrpc envelope}"
+targets="${FUZZ_TARGETS:-decode decode_chunked jsonrpc envelope request}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

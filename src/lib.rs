@@ -20,3 +20,8 @@ pub mod upstream;
 pub mod values;
 
 pub use pool::{Manager, Pool, PoolConfig, PoolError, Pooled};
+
+/// For the `request` fuzz target: the POST body's fast path against its full
+/// path (`proxy/transport/message.rs`).
+#[doc(hidden)]
+pub use proxy::transport::message::request_check_agreement;
