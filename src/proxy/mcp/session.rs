@@ -178,7 +178,14 @@ async fn wait_making_room(st: &McpState) -> Result<Pooled<UpstreamManager>, Prox
 /// session it had just opened (found by `benches/run.sh`, 64 clients at once
 /// on a pool of 64).
 fn end_one_for_room(st: &McpState) -> bool {
-    st.sessions.len() >= st.pool.status().max && st.sessions.evict_idlest(Duration::ZERO)
+    every_process_has_a_session(st, 0) && st.sessions.evict_idlest(Duration::ZERO)
+}
+
+/// Whether the sessions in the store, plus `taken` processes already
+/// checked out for sessions not yet stored, hold every process the pool may
+/// have.
+fn every_process_has_a_session(st: &McpState, taken: usize) -> bool {
+    st.sessions.len() + taken >= st.pool.status().max
 }
 
 /// After a session took a process: if that left the pool full with no warm
@@ -191,9 +198,8 @@ fn keep_a_spare(st: &McpState) {
         return;
     }
     let status = st.pool.status();
-    // As in `end_one_for_room`: only when every process has a session,
-    // counting the one just taken (its session is not in the store yet).
-    if status.idle > 0 || status.size < status.max || st.sessions.len() + 1 < status.max {
+    // Counting the process just taken: its session is not in the store yet.
+    if status.idle > 0 || status.size < status.max || !every_process_has_a_session(st, 1) {
         return;
     }
     let quiet_for = st.config.session_idle_timeout / SPARE_AFTER_IDLE_FRACTION;
